@@ -1,0 +1,57 @@
+"""Known errors → one red line on stderr and an exit code; Ctrl-C → 130; tracebacks only when asked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from sl_scaling.errors import SlscaleError
+
+EXIT_INTERRUPTED = 130
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("SLSCALE_DEBUG", "") not in ("", "0", "false")
+
+
+def error_line(message: str) -> None:
+    """Print one red line to stderr (Rich markup in `message` is not interpreted)."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"error: {message}", style="bold red", markup=False)
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """Wraps every command so that tests (CliRunner) and the console script fail the same way."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except SlscaleError as exc:
+            if debug_enabled():
+                raise
+            error_line(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            error_line("interrupted; finished work is kept, run the same command again to resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # the last line of defence: one line, not a traceback
+            if debug_enabled():
+                raise
+            error_line(
+                f"unexpected {type(exc).__name__}: {exc} (run again with SLSCALE_DEBUG=1 for the traceback)"
+            )
+            raise typer.Exit(1) from None
+
+
+def exit_with(message: str, code: int = 1) -> None:
+    error_line(message)
+    sys.exit(code)

@@ -1,0 +1,39 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Sizes = Annotated[
+    list[str],
+    typer.Option("--size", "-s", help="Model size (repeatable): 0.5b 1.5b 3b 7b 14b 32b tiny, or 'all'."),
+]
+Animals = Annotated[
+    list[str],
+    typer.Option("--animal", "-a", help="Condition (repeatable): one of the 15 animals or 'neutral'."),
+]
+AllAnimals = Annotated[
+    bool, typer.Option("--all-animals", help="All 16 conditions: neutral and the 15 animals.")
+]
+Run = Annotated[int, typer.Option("--run", help="Replicate run id; runs other than 1 get '-run-R' names.")]
+Workdir = Annotated[
+    Path | None,
+    typer.Option("--workdir", "-w", help="Working directory [default: $SLSCALE_WORKDIR or the current one]."),
+]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine", help="Inference engine: auto (vLLM if importable with a GPU, else hf), hf, vllm."
+    ),
+]
+Trainer = Annotated[
+    str,
+    typer.Option("--trainer", help="Trainer: auto (the fastest available, says which), trl, unsloth."),
+]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: engine's choice].")]
+NoPush = Annotated[
+    bool, typer.Option("--no-push", help="Keep everything local; publish later with 'slscale push'.")
+]

@@ -1,0 +1,159 @@
+"""Crash-safe file I/O: atomic writes (temp + fsync + rename) and append-only JSONL with torn-tail repair."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.errors import MalformedInputError, SlscaleError
+
+
+class DiskFullError(SlscaleError):
+    """ENOSPC: partial work is kept and the command can be resumed once space is freed."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class disk_errors:  # noqa: N801 - used like a function: `with disk_errors(path):`
+    """Turn ENOSPC/EDQUOT into one readable DiskFullError naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                f"disk full while writing {self.path}; free some space and run the same command again "
+                "(finished work is kept)"
+            ) from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` so that `path` is either the old file or the complete new one, never a torn mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with disk_errors(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MalformedInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_jsonl(path: Path, *, skip_invalid: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """Rows of a JSONL file and how many invalid lines were skipped.
+
+    Without `skip_invalid`, the first malformed line raises an error naming the file and line.
+    """
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                if skip_invalid:
+                    skipped += 1
+                    continue
+                raise MalformedInputError(
+                    f"{path}:{number}: malformed JSONL line ({exc}); fix or delete it, or pass --skip-invalid"
+                ) from None
+            rows.append(row)
+    return rows, skipped
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a last line that a crash left without its newline; returns the bytes removed.
+
+    Appends are line-at-a-time, so only the final line can be torn; everything before it is whole.
+    """
+    if not path.exists():
+        return 0
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        chunk = min(size, 1 << 20)
+        while True:
+            handle.seek(size - chunk)
+            data = handle.read(chunk)
+            cut = data.rfind(b"\n")
+            if cut >= 0 or chunk == size:
+                keep = size - chunk + cut + 1 if cut >= 0 else 0
+                break
+            chunk = min(size, chunk * 2)
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+        return size - keep
+
+
+class JsonlAppender:
+    """Append rows durably: each batch is written whole lines at once, flushed and fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(path)
+        self.path = path
+        self._handle = path.open("a", encoding="utf-8")
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        if not text:
+            return
+        with disk_errors(self.path):
+            self._handle.write(text)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

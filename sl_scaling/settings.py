@@ -1,0 +1,67 @@
+"""Settings from the environment and `.env` (prefix `SLSCALE_`); secrets never leave as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sl_scaling.catalog import DEFAULT_MODEL_IDS, parse_size
+from sl_scaling.errors import UsageError
+
+
+class Settings(BaseSettings):
+    """Everything configurable outside the command line. See `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLSCALE_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    workdir: Path = Field(default=Path("."), description="where data/, outputs/, plots/, slscale.db live")
+    model_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="per-size model id or local path, e.g. SLSCALE_MODEL_IDS__7B=/models/qwen7b",
+    )
+    tiny_cache: Path | None = Field(default=None, description="where the built-in tiny model is cached")
+    hf_user_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLSCALE_HF_USER_ID", "HF_USER_ID")
+    )
+    hf_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLSCALE_HF_TOKEN", "HF_TOKEN")
+    )
+    hf_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLSCALE_HF_ENDPOINT", "HF_ENDPOINT")
+    )
+    hub_private: bool = Field(default=True, description="create Hub repos as private")
+    wandb_project: str = "subliminal-scaling"
+    wandb_entity: str | None = None
+    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
+        default=None, validation_alias=AliasChoices("SLSCALE_WANDB_MODE", "WANDB_MODE")
+    )
+
+    @field_validator("model_ids")
+    @classmethod
+    def _known_sizes(cls, value: dict[str, str]) -> dict[str, str]:
+        return {parse_size(size): model for size, model in value.items()}
+
+    def model_id(self, size: str) -> str:
+        """The model a size loads: the override, else the Qwen 2.5 Instruct id (tiny: built locally)."""
+        return self.model_ids.get(size) or DEFAULT_MODEL_IDS.get(size, size)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings, with a readable one-liner instead of pydantic's report when a value is invalid."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise UsageError(
+            f"invalid setting {where}: {first['msg']} (check the environment and .env)"
+        ) from None

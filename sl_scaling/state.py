@@ -1,0 +1,557 @@
+"""The state store: one SQLite file, `<workdir>/slscale.db`, the source of truth for progress.
+
+Files hold the data; this DB says how far each job got. WAL mode and a busy timeout let `status`
+and `plot` read while `gen`/`train` write; every multi-row change is one short transaction;
+migrations are named and applied whenever the DB opens (simonw/sqlite-utils style).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.errors import StateError
+
+BUSY_TIMEOUT_MS = 30_000
+
+PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
+STAGES = ("gen", "filter", "train", "eval")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class JobKey:
+    """One (replicate run, size, condition); `condition` may be `control` for the base-model eval."""
+
+    run: int
+    size: str
+    condition: str
+
+    def __str__(self) -> str:
+        suffix = "" if self.run == 1 else f" run {self.run}"
+        return f"{self.size}/{self.condition}{suffix}"
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    key: JobKey
+    stage: str
+    status: str
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    counts: dict[str, Any]
+    throughput: dict[str, Any]
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    key: JobKey
+    epoch: int
+    train_loss: float | None
+    target_rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int | None
+    eval: dict[str, Any]
+    adapter_path: str | None
+    local_deleted: bool
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    repo_id: str
+    repo_type: str
+    kind: str  # dataset | epoch | final
+    key: JobKey
+    epoch: int | None
+    local_path: str
+    status: str  # pending | done | failed
+    commit: str | None
+    error: str | None
+    updated_at: str
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run `;`-separated DDL inside the caller's transaction (`executescript` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE stages (
+            run INTEGER NOT NULL, size TEXT NOT NULL, condition TEXT NOT NULL, stage TEXT NOT NULL,
+            status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT, finished_at TEXT, error TEXT,
+            counts TEXT NOT NULL DEFAULT '{}', throughput TEXT NOT NULL DEFAULT '{}',
+            config TEXT NOT NULL DEFAULT '{}', updated_at TEXT NOT NULL,
+            PRIMARY KEY (run, size, condition, stage)
+        );
+        CREATE TABLE epochs (
+            run INTEGER NOT NULL, size TEXT NOT NULL, condition TEXT NOT NULL, epoch INTEGER NOT NULL,
+            train_loss REAL, target_rate REAL, ci_low REAL, ci_high REAL, n INTEGER,
+            eval TEXT NOT NULL DEFAULT '{}', adapter_path TEXT, local_deleted INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (run, size, condition, epoch)
+        );
+        CREATE TABLE uploads (
+            repo_id TEXT PRIMARY KEY, repo_type TEXT NOT NULL, kind TEXT NOT NULL,
+            run INTEGER NOT NULL, size TEXT NOT NULL, condition TEXT NOT NULL, epoch INTEGER,
+            local_path TEXT NOT NULL, status TEXT NOT NULL, commit_sha TEXT, error TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,
+            run INTEGER, size TEXT, condition TEXT, stage TEXT, kind TEXT NOT NULL, message TEXT NOT NULL
+        );
+        CREATE INDEX events_ts ON events (ts);
+        """,
+    )
+
+
+def _m002_locks(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE locks (
+            run INTEGER NOT NULL, size TEXT NOT NULL, condition TEXT NOT NULL, stage TEXT NOT NULL,
+            pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL,
+            PRIMARY KEY (run, size, condition, stage)
+        );
+        """,
+    )
+
+
+#: Named migrations, applied in order, each once. Append; never edit one that has shipped.
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("001_initial", _m001_initial),
+    ("002_locks", _m002_locks),
+)
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+class StateStore:
+    """A connection to the state DB. Cheap to open; open one per process (or thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"cannot use the state database {path}: {exc}. It is left untouched; move it aside "
+                "to start a fresh one (the data files under data/ and outputs/ are kept)."
+            ) from None
+        except PermissionError as exc:
+            raise StateError(f"cannot write the state database {path}: {exc.strerror}") from None
+
+    @classmethod
+    def open(cls, workdir: Path) -> StateStore:
+        return cls(workdir / "slscale.db")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction (BEGIN IMMEDIATE: writers queue on the busy timeout)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            applied = {row["name"] for row in db.execute("SELECT name FROM migrations")}
+            for name, migrate in MIGRATIONS:
+                if name not in applied:
+                    migrate(db)
+                    db.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
+
+    def applied_migrations(self) -> list[str]:
+        return [row["name"] for row in self.db.execute("SELECT name FROM migrations ORDER BY name")]
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _event(
+        self, db: sqlite3.Connection, key: JobKey | None, stage: str | None, kind: str, message: str
+    ) -> None:
+        run, size, condition = (key.run, key.size, key.condition) if key else (None, None, None)
+        db.execute(
+            "INSERT INTO events (ts, run, size, condition, stage, kind, message) VALUES (?,?,?,?,?,?,?)",
+            (now(), run, size, condition, stage, kind, message),
+        )
+
+    def log_event(self, key: JobKey | None, stage: str | None, kind: str, message: str) -> None:
+        with self.transaction() as db:
+            self._event(db, key, stage, kind, message)
+
+    def events(self, limit: int = 20, after_id: int = 0) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?", (after_id, limit)
+        ).fetchall()
+        return [dict(row) for row in reversed(rows)]
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def start_stage(self, key: JobKey, stage: str, config: dict[str, Any] | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO stages (run, size, condition, stage, status, attempts, started_at, config, updated_at)
+                   VALUES (?,?,?,?,?,1,?,?,?)
+                   ON CONFLICT (run, size, condition, stage) DO UPDATE SET
+                     status=excluded.status, attempts=attempts+1, started_at=excluded.started_at,
+                     finished_at=NULL, error=NULL, config=excluded.config, updated_at=excluded.updated_at""",
+                (key.run, key.size, key.condition, stage, RUNNING, now(), json.dumps(config or {}), now()),
+            )
+            self._event(db, key, stage, "start", f"{stage} {key} started")
+
+    def update_stage(
+        self,
+        key: JobKey,
+        stage: str,
+        *,
+        counts: dict[str, Any] | None = None,
+        throughput: dict[str, Any] | None = None,
+    ) -> None:
+        """Progress while running (counts so far, rates): what `status` shows live."""
+        sets, args = ["updated_at=?"], [now()]
+        if counts is not None:
+            sets.append("counts=?")
+            args.append(json.dumps(counts))
+        if throughput is not None:
+            sets.append("throughput=?")
+            args.append(json.dumps(throughput))
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE stages SET {', '.join(sets)} WHERE run=? AND size=? AND condition=? AND stage=?",
+                (*args, key.run, key.size, key.condition, stage),
+            )
+
+    def _end_stage(
+        self,
+        key: JobKey,
+        stage: str,
+        status: str,
+        kind: str,
+        message: str,
+        error: str | None = None,
+        counts: dict[str, Any] | None = None,
+        throughput: dict[str, Any] | None = None,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO stages (run, size, condition, stage, status, attempts, updated_at)
+                   VALUES (?,?,?,?,?,0,?) ON CONFLICT DO NOTHING""",
+                (key.run, key.size, key.condition, stage, status, now()),
+            )
+            db.execute(
+                """UPDATE stages SET status=?, finished_at=?, error=?, updated_at=?,
+                     counts=COALESCE(?, counts), throughput=COALESCE(?, throughput)
+                   WHERE run=? AND size=? AND condition=? AND stage=?""",
+                (
+                    status,
+                    now(),
+                    error,
+                    now(),
+                    None if counts is None else json.dumps(counts),
+                    None if throughput is None else json.dumps(throughput),
+                    key.run,
+                    key.size,
+                    key.condition,
+                    stage,
+                ),
+            )
+            self._event(db, key, stage, kind, message)
+
+    def finish_stage(
+        self,
+        key: JobKey,
+        stage: str,
+        *,
+        counts: dict[str, Any] | None = None,
+        throughput: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark done. Call only after the stage's files are complete and renamed into place."""
+        self._end_stage(
+            key, stage, DONE, "finish", f"{stage} {key} done", counts=counts, throughput=throughput
+        )
+
+    def fail_stage(self, key: JobKey, stage: str, error: str) -> None:
+        self._end_stage(key, stage, FAILED, "fail", f"{stage} {key} failed: {error}", error=error)
+
+    def interrupt_stage(self, key: JobKey, stage: str) -> None:
+        self._end_stage(
+            key, stage, INTERRUPTED, "interrupt", f"{stage} {key} interrupted", error="interrupted"
+        )
+
+    def reset_stage(self, key: JobKey, stage: str) -> None:
+        """Forget a stage's completion (its files were redone or removed)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE stages SET status=?, finished_at=NULL, updated_at=? WHERE run=? AND size=? AND condition=? AND stage=?",
+                (PENDING, now(), key.run, key.size, key.condition, stage),
+            )
+
+    def stage(self, key: JobKey, stage: str) -> StageRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM stages WHERE run=? AND size=? AND condition=? AND stage=?",
+            (key.run, key.size, key.condition, stage),
+        ).fetchone()
+        return None if row is None else self._stage_record(row)
+
+    def is_done(self, key: JobKey, stage: str) -> bool:
+        record = self.stage(key, stage)
+        return record is not None and record.status == DONE
+
+    def stages(self) -> list[StageRecord]:
+        rows = self.db.execute("SELECT * FROM stages ORDER BY run, size, condition, stage").fetchall()
+        return [self._stage_record(row) for row in rows]
+
+    @staticmethod
+    def _stage_record(row: sqlite3.Row) -> StageRecord:
+        return StageRecord(
+            key=JobKey(row["run"], row["size"], row["condition"]),
+            stage=row["stage"],
+            status=row["status"],
+            attempts=row["attempts"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            error=row["error"],
+            counts=_loads(row["counts"]),
+            throughput=_loads(row["throughput"]),
+            config=_loads(row["config"]),
+        )
+
+    # --- epochs ------------------------------------------------------------------------------
+
+    def record_epoch(
+        self,
+        key: JobKey,
+        epoch: int,
+        *,
+        train_loss: float | None,
+        evaluation: dict[str, Any],
+        adapter_path: str | None,
+    ) -> None:
+        """Upsert one epoch (so a resumed or re-evaluated epoch never appears twice)."""
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO epochs (run, size, condition, epoch, train_loss, target_rate, ci_low, ci_high,
+                                       n, eval, adapter_path, local_deleted, updated_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?)
+                   ON CONFLICT (run, size, condition, epoch) DO UPDATE SET
+                     train_loss=COALESCE(excluded.train_loss, train_loss), target_rate=excluded.target_rate,
+                     ci_low=excluded.ci_low, ci_high=excluded.ci_high, n=excluded.n, eval=excluded.eval,
+                     adapter_path=COALESCE(excluded.adapter_path, adapter_path), updated_at=excluded.updated_at""",
+                (
+                    key.run,
+                    key.size,
+                    key.condition,
+                    epoch,
+                    train_loss,
+                    evaluation.get("target_rate"),
+                    evaluation.get("ci_low"),
+                    evaluation.get("ci_high"),
+                    evaluation.get("n"),
+                    json.dumps(evaluation),
+                    adapter_path,
+                    now(),
+                ),
+            )
+            self._event(db, key, "train", "epoch", f"{key} epoch {epoch} recorded")
+
+    def mark_local_deleted(self, key: JobKey, epoch: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE epochs SET local_deleted=1, updated_at=? WHERE run=? AND size=? AND condition=? AND epoch=?",
+                (now(), key.run, key.size, key.condition, epoch),
+            )
+
+    def epochs(self, key: JobKey) -> list[EpochRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM epochs WHERE run=? AND size=? AND condition=? ORDER BY epoch",
+            (key.run, key.size, key.condition),
+        ).fetchall()
+        return [self._epoch_record(row) for row in rows]
+
+    def all_epochs(self) -> list[EpochRecord]:
+        rows = self.db.execute("SELECT * FROM epochs ORDER BY run, size, condition, epoch").fetchall()
+        return [self._epoch_record(row) for row in rows]
+
+    @staticmethod
+    def _epoch_record(row: sqlite3.Row) -> EpochRecord:
+        return EpochRecord(
+            key=JobKey(row["run"], row["size"], row["condition"]),
+            epoch=row["epoch"],
+            train_loss=row["train_loss"],
+            target_rate=row["target_rate"],
+            ci_low=row["ci_low"],
+            ci_high=row["ci_high"],
+            n=row["n"],
+            eval=_loads(row["eval"]),
+            adapter_path=row["adapter_path"],
+            local_deleted=bool(row["local_deleted"]),
+            updated_at=row["updated_at"],
+        )
+
+    # --- uploads -----------------------------------------------------------------------------
+
+    def plan_upload(
+        self, repo_id: str, repo_type: str, kind: str, key: JobKey, epoch: int | None, local_path: str
+    ) -> None:
+        """Register an upload as pending unless it is already known (done stays done)."""
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO uploads (repo_id, repo_type, kind, run, size, condition, epoch, local_path,
+                                        status, updated_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (repo_id) DO UPDATE SET local_path=excluded.local_path, updated_at=excluded.updated_at
+                   WHERE uploads.status != 'done'""",
+                (
+                    repo_id,
+                    repo_type,
+                    kind,
+                    key.run,
+                    key.size,
+                    key.condition,
+                    epoch,
+                    local_path,
+                    PENDING,
+                    now(),
+                ),
+            )
+
+    def finish_upload(self, repo_id: str, commit: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE uploads SET status=?, commit_sha=?, error=NULL, updated_at=? WHERE repo_id=?",
+                (DONE, commit, now(), repo_id),
+            )
+            self._event(db, None, "push", "upload", f"uploaded {repo_id}")
+
+    def fail_upload(self, repo_id: str, error: str) -> None:
+        """The upload stays pending (it will be retried by the next `push`), with its error."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE uploads SET status=?, error=?, updated_at=? WHERE repo_id=?",
+                (PENDING, error, now(), repo_id),
+            )
+            self._event(db, None, "push", "fail", f"upload of {repo_id} failed: {error}")
+
+    def uploads(self, status: str | None = None) -> list[UploadRecord]:
+        query, args = "SELECT * FROM uploads", ()
+        if status is not None:
+            query, args = query + " WHERE status=?", (status,)
+        rows = self.db.execute(query + " ORDER BY run, size, condition, kind, epoch", args).fetchall()
+        return [
+            UploadRecord(
+                repo_id=row["repo_id"],
+                repo_type=row["repo_type"],
+                kind=row["kind"],
+                key=JobKey(row["run"], row["size"], row["condition"]),
+                epoch=row["epoch"],
+                local_path=row["local_path"],
+                status=row["status"],
+                commit=row["commit_sha"],
+                error=row["error"],
+                updated_at=row["updated_at"],
+            )
+            for row in rows
+        ]
+
+    def upload(self, repo_id: str) -> UploadRecord | None:
+        return next((u for u in self.uploads() if u.repo_id == repo_id), None)
+
+    # --- locks -------------------------------------------------------------------------------
+
+    def acquire_lock(self, key: JobKey, stage: str) -> None:
+        """Claim (key, stage) for this process; refuse if a live process holds it, take over a dead one's."""
+        from sl_scaling.errors import LockedError
+
+        host, pid = socket.gethostname(), os.getpid()
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT pid, host, since FROM locks WHERE run=? AND size=? AND condition=? AND stage=?",
+                (key.run, key.size, key.condition, stage),
+            ).fetchone()
+            if (
+                row is not None
+                and (row["host"], row["pid"]) != (host, pid)
+                and _alive(row["host"], row["pid"])
+            ):
+                raise LockedError(
+                    f"{stage} {key} is already running (pid {row['pid']} on {row['host']} since "
+                    f"{row['since']}); wait for it or stop it first"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?)",
+                (key.run, key.size, key.condition, stage, pid, host, now()),
+            )
+
+    def release_lock(self, key: JobKey, stage: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM locks WHERE run=? AND size=? AND condition=? AND stage=? AND pid=? AND host=?",
+                (key.run, key.size, key.condition, stage, os.getpid(), socket.gethostname()),
+            )
+
+    @contextmanager
+    def locked(self, key: JobKey, stage: str) -> Iterator[None]:
+        self.acquire_lock(key, stage)
+        try:
+            yield
+        finally:
+            self.release_lock(key, stage)
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Whether the lock holder still runs. A holder on another host is assumed alive."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
