@@ -1,0 +1,79 @@
+"""How stages report progress without knowing who listens: a live dashboard, log lines, or nobody.
+
+Stages call a `Reporter`; the CLI picks the implementation (Rich `Live` on a terminal, one line
+per event otherwise). Keep the protocol small so every stage can afford to call it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+
+class Reporter(Protocol):
+    def job_started(
+        self, job: str, description: str, total: float | None = None, unit: str = "rows"
+    ) -> None: ...
+
+    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
+        """`completed` is absolute (not an increment); metrics e.g. epoch=, loss=, tokens_per_s=."""
+
+    def job_finished(self, job: str, message: str = "") -> None: ...
+
+    def event(self, message: str) -> None: ...
+
+
+class NullReporter:
+    def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
+        pass
+
+    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
+        pass
+
+    def job_finished(self, job: str, message: str = "") -> None:
+        pass
+
+    def event(self, message: str) -> None:
+        pass
+
+
+def _format_metrics(metrics: dict[str, Any]) -> str:
+    parts = []
+    for name, value in metrics.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+@dataclass
+class PlainReporter:
+    """One line per event, and a progress line at most every `interval` seconds per job (logs, CI)."""
+
+    stream: TextIO
+    interval: float = 10.0
+    _jobs: dict[str, tuple[str, float | None, str, float]] = field(default_factory=dict)
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        self.stream.flush()
+
+    def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
+        self._jobs[job] = (description, total, unit, 0.0)
+        self._line(f"{description}: started" + (f" ({total:g} {unit})" if total else ""))
+
+    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
+        description, total, unit, last = self._jobs.get(job, (job, None, "rows", 0.0))
+        if time.monotonic() - last < self.interval:
+            return
+        self._jobs[job] = (description, total, unit, time.monotonic())
+        of = f"/{total:g}" if total else ""
+        self._line(f"{description}: {completed:g}{of} {unit} {_format_metrics(metrics)}".rstrip())
+
+    def job_finished(self, job: str, message: str = "") -> None:
+        description = self._jobs.pop(job, (job,))[0]
+        self._line(f"{description}: done" + (f" — {message}" if message else ""))
+
+    def event(self, message: str) -> None:
+        self._line(message)
