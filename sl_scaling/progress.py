@@ -77,3 +77,10 @@ class PlainReporter:
 
     def event(self, message: str) -> None:
         self._line(message)
+
+
+def make_reporter(stream: TextIO | None = None) -> Reporter:
+    """The reporter for a command's output: a live dashboard on a terminal, log lines otherwise."""
+    import sys
+
+    return PlainReporter(stream or sys.stderr)
