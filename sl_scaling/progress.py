@@ -79,6 +79,29 @@ class PlainReporter:
         self._line(message)
 
 
+@dataclass
+class MultiReporter:
+    """Fan one stage's progress out to several reporters (the dashboard and the stage's log file)."""
+
+    reporters: list[Reporter]
+
+    def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
+        for reporter in self.reporters:
+            reporter.job_started(job, description, total, unit)
+
+    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
+        for reporter in self.reporters:
+            reporter.job_advanced(job, completed, **metrics)
+
+    def job_finished(self, job: str, message: str = "") -> None:
+        for reporter in self.reporters:
+            reporter.job_finished(job, message)
+
+    def event(self, message: str) -> None:
+        for reporter in self.reporters:
+            reporter.event(message)
+
+
 def make_reporter(stream: TextIO | None = None) -> Reporter:
     """The reporter for a command's output: a live dashboard on a terminal, log lines otherwise."""
     import sys
