@@ -1,13 +1,84 @@
-"""`slscale run`: The whole grid: gen, filter, train with per-epoch eval, control eval, plots."""
+"""`slscale run`: the whole grid — gen → filter → train (per-epoch eval + uploads) → control eval → plots."""
 
 from __future__ import annotations
 
-from sl_scaling.errors import SlscaleError
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sl_scaling.catalog import REAL_SIZES, parse_conditions, parse_run, parse_sizes
+from sl_scaling.cli import options as opt
+from sl_scaling.context import make_context
+from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid
+from sl_scaling.progress import make_reporter
 
 
-def command() -> None:
-    """The whole grid: gen, filter, train with per-epoch eval, control eval, plots.
+def _format_estimate(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
-    Not built yet.
+
+def _plan_table(steps: list[Step]) -> Table:
+    table = Table(title="slscale run — plan", title_justify="left")
+    for column in ("size", "stage", "work", "done", "to do", "estimate"):
+        table.add_column(column, justify="right" if column in ("done", "to do", "estimate") else "left")
+    for step in steps:
+        todo = "—" if step.stage == "plot" else str(len(step.todo))
+        done = "—" if step.stage == "plot" else str(len(step.done))
+        table.add_row(step.size, step.stage, step.detail, done, todo, _format_estimate(step.estimate_s))
+    return table
+
+
+def command(
+    sizes: opt.Sizes = [],  # noqa: B006 - typer needs a literal default
+    animals: opt.Animals = [],  # noqa: B006
+    all_animals: opt.AllAnimals = False,
+    run: opt.Run = 1,
+    n: Annotated[int | None, typer.Option("--n", help="Rows per condition [default: 30000; tiny: 300].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per condition [default: 10; tiny: 2].")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Answers per evaluation [default: 100; tiny: 50].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Prompt-generator seed.")] = 42,
+    max_new_tokens: Annotated[int, typer.Option(help="Teacher generation cap (tokens).")] = 128,
+    engine: opt.Engine = "auto",
+    trainer: opt.Trainer = "auto",
+    batch_size: opt.BatchSize = None,
+    no_push: opt.NoPush = False,
+    control: Annotated[bool, typer.Option(help="Evaluate the base model (the control bars).")] = True,
+    plots: Annotated[bool, typer.Option(help="Draw the charts for each size and the summary.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with estimates; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")] = False,
+    workdir: opt.Workdir = None,
+) -> None:
+    """Run the whole grid, resumably: gen → filter → train with per-epoch eval and uploads → control eval → plots.
+
+    Sizes run largest first (default: all six real sizes); within a size, neutral then the animals
+    (default: all 16 conditions). Whatever the state DB says is done is skipped; interrupted stages
+    continue where they stopped. Each stage logs to logs/qwen-2.5-scaling/{stage}_{size}_{time}.log.
+    Example: slscale run --size tiny --animal neutral --animal dolphin --animal eagle
     """
-    raise SlscaleError("'slscale run' is not built yet")
+    ctx = make_context(workdir)
+    chosen_sizes = parse_sizes(sizes, default=REAL_SIZES)
+    conditions = parse_conditions(animals, all_animals=all_animals or not animals)
+    options = RunOptions(
+        run=parse_run(run), n=n, epochs=epochs, samples=samples, seed=seed, max_new_tokens=max_new_tokens,
+        engine=engine, trainer=trainer, batch_size=batch_size, push=not no_push, control=control, plots=plots,
+    )
+    console = Console()
+    if dry_run:
+        with ctx.state() as state:
+            steps = plan_grid(state, chosen_sizes, conditions, options)
+        if as_json:
+            typer.echo(json.dumps([step.__dict__ | {"todo": list(step.todo)} for step in steps], indent=2))
+        else:
+            console.print(_plan_table(steps))
+        return
+    reporter = make_reporter()
+    run_grid(ctx, chosen_sizes, conditions, options, reporter)
+    console.print(f"[green]done[/green]: results in {ctx.layout.outputs_dir}, charts in {ctx.layout.plots_dir('')}")

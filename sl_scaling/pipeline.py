@@ -1,0 +1,223 @@
+"""`slscale run`: what is left to do for a grid (from the state DB) and the orchestration that does it.
+
+The plan is a pure function of the DB, so a killed run simply plans again and continues: finished
+stages are skipped, half-finished ones resume inside their stage (gen skips written rows, train
+resumes from its last epoch).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sl_scaling.catalog import CONTROL, REAL_SIZES, SIZE_PARAMS_B, TINY, Layout
+from sl_scaling.context import Context
+from sl_scaling.errors import MissingPrerequisiteError
+from sl_scaling.progress import MultiReporter, PlainReporter, Reporter
+from sl_scaling.state import JobKey, StateStore
+
+STAGE_ORDER = ("gen", "filter", "train", "eval", "plot")
+
+
+@dataclass(frozen=True)
+class SizeSettings:
+    """Work per size; `tiny` gets small defaults so the whole pipeline runs on a laptop CPU in minutes."""
+
+    n: int
+    epochs: int
+    samples: int
+
+
+FULL = SizeSettings(n=30_000, epochs=10, samples=100)
+TINY_DEFAULTS = SizeSettings(n=300, epochs=2, samples=50)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    run: int = 1
+    n: int | None = None
+    epochs: int | None = None
+    samples: int | None = None
+    seed: int = 42
+    max_new_tokens: int = 128
+    engine: str = "auto"
+    trainer: str = "auto"
+    batch_size: int | None = None
+    push: bool = True
+    control: bool = True
+    plots: bool = True
+
+    def for_size(self, size: str) -> SizeSettings:
+        base = TINY_DEFAULTS if size == TINY else FULL
+        return SizeSettings(
+            n=self.n or base.n, epochs=self.epochs or base.epochs, samples=self.samples or base.samples
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of one size: which conditions it covers and which of them are already done."""
+
+    stage: str
+    size: str
+    conditions: tuple[str, ...]
+    done: tuple[str, ...] = ()
+    detail: str = ""
+    estimate_s: float | None = field(default=None, compare=False)
+
+    @property
+    def todo(self) -> tuple[str, ...]:
+        return tuple(c for c in self.conditions if c not in self.done)
+
+
+def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], options: RunOptions) -> list[Step]:
+    """Every step of the grid in execution order, with what the DB says is already done."""
+
+    def done(stage: str, size: str, candidates: list[str]) -> tuple[str, ...]:
+        return tuple(c for c in candidates if state.is_done(JobKey(options.run, size, c), stage))
+
+    steps: list[Step] = []
+    for size in sizes:
+        work = options.for_size(size)
+        count = len(conditions)
+        steps.append(Step("gen", size, tuple(conditions), done("gen", size, conditions),
+                          f"{work.n:,} rows × {count} conditions"))
+        steps.append(Step("filter", size, tuple(conditions), done("filter", size, conditions),
+                          f"{count} conditions"))
+        steps.append(Step("train", size, tuple(conditions), done("train", size, conditions),
+                          f"{work.epochs} epochs × {count} conditions, eval {work.samples} answers per epoch"))
+        if options.control:
+            steps.append(Step("eval", size, (CONTROL,), done("eval", size, [CONTROL]),
+                              f"control: {work.samples} answers"))
+        if options.plots:
+            steps.append(Step("plot", size, (), (), "grouped_bar.png, stacked_preference.png"))
+    return steps
+
+
+# --- preflight ---------------------------------------------------------------------------------
+
+BYTES_PER_RAW_ROW = 600  # prompt + completion + JSON keys, measured on tiny and Qwen rows
+BYTES_PER_PARAM_BF16 = 2
+
+
+def required_disk_bytes(steps: list[Step], options: RunOptions) -> int:
+    """A generous estimate of what the remaining steps write (data, adapters, trainer state, model cache)."""
+    total = 0
+    for step in steps:
+        work = options.for_size(step.size)
+        if step.stage == "gen":
+            total += BYTES_PER_RAW_ROW * work.n * 2 * len(step.todo)  # raw + filtered
+        if step.stage == "train" and step.todo:
+            total += 200 * 2**20 * len(step.todo)  # final adapter + one epoch + trainer state
+    return total
+
+
+def gpu_memory_needed_gib(size: str) -> float:
+    """Weights in bf16 plus LoRA activations/optimizer headroom (≈ 20% + 10 GiB), enough for batch 20."""
+    return SIZE_PARAMS_B[size] * BYTES_PER_PARAM_BF16 * 1.2 + 10
+
+
+def preflight(ctx: Context, steps: list[Step], options: RunOptions) -> list[str]:
+    """Check everything that would otherwise fail hours in; raise on the first blocker, return notes."""
+    notes: list[str] = []
+    layout = ctx.layout
+    needed = required_disk_bytes(steps, options)
+    free = shutil.disk_usage(layout.workdir).free
+    if needed > free:
+        raise MissingPrerequisiteError(
+            f"not enough disk in {layout.workdir}: the remaining steps need about {needed / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB free; free space or choose another --workdir"
+        )
+    gpu_sizes = sorted({s.size for s in steps if s.size in REAL_SIZES and (s.todo or s.stage == "plot")})
+    if gpu_sizes:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MissingPrerequisiteError(
+                f"sizes {', '.join(gpu_sizes)} need a CUDA GPU and none is visible; use --size tiny on a CPU"
+            )
+        total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+        for size in gpu_sizes:
+            if gpu_memory_needed_gib(size) > total_gib:
+                raise MissingPrerequisiteError(
+                    f"{size} needs about {gpu_memory_needed_gib(size):.0f} GiB of GPU memory, this GPU has "
+                    f"{total_gib:.0f} GiB; run smaller sizes here or use a larger GPU"
+                )
+    if options.push and any(s.stage in ("filter", "train") and s.todo for s in steps):
+        from sl_scaling.publish import Publisher
+
+        with ctx.state() as state:
+            Publisher(ctx.settings, layout, state).check_ready()
+    return notes
+
+
+# --- execution ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def stage_log(layout: Layout, stage: str, size: str, reporter: Reporter) -> Iterator[Reporter]:
+    """`logs/qwen-2.5-scaling/{stage}_{size}_{YYYYmmdd_HHMMSS}.log`: every event of the stage, one per line."""
+    path = layout.log_file(stage, size, datetime.now().strftime("%Y%m%d_%H%M%S"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        yield MultiReporter([reporter, PlainReporter(handle, interval=30.0)])
+
+
+def run_grid(ctx: Context, sizes: list[str], conditions: list[str], options: RunOptions,
+             reporter: Reporter) -> list[Step]:
+    """Do every step that is not done yet, in order; return the plan it started from."""
+    from sl_scaling.stages.evaluate import run_control_eval
+    from sl_scaling.stages.filtering import run_filter
+    from sl_scaling.stages.generate import run_generation
+    from sl_scaling.stages.train import run_training
+    from sl_scaling.training.config import TrainConfig
+
+    with ctx.state() as state:
+        steps = plan_grid(state, sizes, conditions, options)
+    for note in preflight(ctx, steps, options):
+        reporter.event(note)
+    for step in steps:
+        if step.stage != "plot" and not step.todo:
+            reporter.event(f"{step.stage} {step.size}: already done, skipped")
+            continue
+        work = options.for_size(step.size)
+        todo = list(step.todo)
+        with stage_log(ctx.layout, step.stage, step.size, reporter) as log:
+            if step.stage == "gen":
+                run_generation(ctx, [step.size], todo, n=work.n, seed=options.seed, run=options.run,
+                               engine=options.engine, max_new_tokens=options.max_new_tokens,
+                               batch_size=options.batch_size, reporter=log)
+            elif step.stage == "filter":
+                run_filter(ctx, [step.size], todo, run=options.run, skip_invalid=False, reporter=log)
+            elif step.stage == "train":
+                config = TrainConfig(epochs=work.epochs, eval_samples=work.samples)
+                run_training(ctx, step.size, todo, config=config, trainer=options.trainer,
+                             engine=options.engine, push=options.push, force=False, reporter=log)
+            elif step.stage == "eval":
+                run_control_eval(ctx, step.size, run=options.run, samples=work.samples,
+                                 engine=options.engine, reporter=log)
+            elif step.stage == "plot":
+                _plot_size(ctx, step.size, options, log)
+    if options.plots:
+        _plot_summary(ctx, options, reporter)
+    return steps
+
+
+def _plot_size(ctx: Context, size: str, options: RunOptions, reporter: Reporter) -> None:
+    from sl_scaling.plots import plot_size
+
+    result: Any = plot_size(ctx.layout, size, run=options.run)
+    reporter.event(f"plots for {size}: {result}")
+
+
+def _plot_summary(ctx: Context, options: RunOptions, reporter: Reporter) -> None:
+    from sl_scaling.plots import plot_summary
+    from sl_scaling.summary import write_summary
+
+    write_summary(ctx.layout)
+    result: Any = plot_summary(ctx.layout, run=options.run)
+    reporter.event(f"summary: {ctx.layout.summary_json}; {result}")
