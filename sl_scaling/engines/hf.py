@@ -1,0 +1,208 @@
+"""The Hugging Face `transformers` engine: real `generate` with left padding, length-sorted batches,
+and LoRA adapters switched on one loaded base model (so evaluating many adapters needs one load)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sl_scaling.engines.base import Generation, GenerationRequest, Sampling
+from sl_scaling.models import default_device, default_dtype
+
+CPU_BATCH_SIZE = 64
+GPU_BATCH_SIZE = 256
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Large batches pay off on a GPU; on CPU memory traffic dominates and small batches waste less padding."""
+    return GPU_BATCH_SIZE if str(device).startswith("cuda") else CPU_BATCH_SIZE
+
+
+def batch_seed(seed: int, keys: Sequence[Any]) -> int:
+    """A seed that depends only on the run's seed and the batch's contents, so a rerun samples alike."""
+    digest = hashlib.sha256(repr((seed, [repr(key) for key in keys])).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a turn: generation_config's, the tokenizer's, and `<|im_end|>` when it exists."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.extend(configured if isinstance(configured, list) else [configured])
+    ids.append(tokenizer.eos_token_id)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.append(im_end)
+    return sorted({i for i in ids if isinstance(i, int) and i >= 0})
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    request: GenerationRequest
+    ids: list[int]
+
+
+class HFEngine:
+    """Completes chats with `model.generate`; yields each batch as soon as it is decoded."""
+
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.batch_size = batch_size or default_batch_size(self.device)
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_ids[0]
+        # Adapters this engine attached itself: then adapter=None means "adapters off".
+        self._wrapped_by_us = False
+        self._adapter_names: dict[str, str] = {}
+
+    @classmethod
+    def load(cls, model: str, *, device: str | None = None, batch_size: int | None = None) -> HFEngine:
+        """Load tokenizer and weights once (bf16 on GPU, float32 on CPU)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or default_device()
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        weights = AutoModelForCausalLM.from_pretrained(model, dtype=default_dtype(device), device_map=device)
+        weights.eval()
+        return cls(weights, tokenizer, batch_size=batch_size)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, batch_size: int | None = None) -> HFEngine:
+        """Wrap an in-memory (PEFT) model, e.g. mid-training; adapter=None runs it as it is."""
+        return cls(model, tokenizer, batch_size=batch_size)
+
+    def close(self) -> None:
+        """Drop references so the caller can free GPU memory before loading the next size."""
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def render(self, request: GenerationRequest) -> str:
+        """The chat through the model's own template, ready for the assistant's turn."""
+        return self.tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def _batches(self, requests: Sequence[GenerationRequest]) -> list[list[_Encoded]]:
+        """Group by adapter, sort by prompt length (little padding), then cut into batches."""
+        encoded = [
+            _Encoded(r, self.tokenizer(self.render(r), add_special_tokens=False)["input_ids"])
+            for r in requests
+        ]
+        encoded.sort(key=lambda e: (e.request.adapter or "", len(e.ids)))
+        batches: list[list[_Encoded]] = []
+        for item in encoded:
+            last = batches[-1] if batches else None
+            if last and len(last) < self.batch_size and last[0].request.adapter == item.request.adapter:
+                last.append(item)
+            else:
+                batches.append([item])
+        return batches
+
+    # --- adapters ----------------------------------------------------------------------------
+
+    def _attach(self, path: str) -> str:
+        """Load an adapter once under a stable name; the first one turns the model into a PeftModel."""
+        if path in self._adapter_names:
+            return self._adapter_names[path]
+        from peft import PeftModel
+
+        name = f"slscale_{len(self._adapter_names)}"
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(path, adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self._wrapped_by_us = True
+        self._adapter_names[path] = name
+        return name
+
+    @contextmanager
+    def _adapter(self, path: str | None) -> Iterator[None]:
+        if path is None:
+            if self._wrapped_by_us:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                yield
+            return
+        name = self._attach(path)
+        previous = getattr(self.model, "active_adapter", None)
+        was_trainable = any(p.requires_grad for p in self.model.parameters())
+        self.model.set_adapter(name, inference_mode=True)
+        try:
+            yield
+        finally:
+            if previous in self.model.peft_config and previous != name:
+                self.model.set_adapter(previous, inference_mode=not was_trainable)
+
+    # --- generation --------------------------------------------------------------------------
+
+    def _generation_config(self, sampling: Sampling) -> Any:
+        """Plain sampling, as vLLM's SamplingParams(temperature=…): no top-k/top-p/penalty from the model."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            do_sample=sampling.temperature > 0,
+            temperature=sampling.temperature if sampling.temperature > 0 else None,
+            top_k=0,
+            top_p=1.0,
+            repetition_penalty=1.0,
+            max_new_tokens=sampling.max_new_tokens,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+        )
+
+    def _run_batch(self, batch: list[_Encoded], sampling: Sampling) -> list[Generation]:
+        width = max(len(e.ids) for e in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, item in enumerate(batch):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(item.ids) :] = torch.tensor(item.ids)
+            mask[row, width - len(item.ids) :] = 1
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if sampling.seed is not None:
+                torch.manual_seed(batch_seed(sampling.seed, [e.request.key for e in batch]))
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=self._generation_config(sampling),
+                )
+        new_tokens = output[:, width:].tolist()
+        return [self._decode(item, tokens) for item, tokens in zip(batch, new_tokens, strict=True)]
+
+    def _decode(self, item: _Encoded, tokens: list[int]) -> Generation:
+        """Cut at the first end-of-turn token (the padding after it is not generated text)."""
+        stop = next((i for i, token in enumerate(tokens) if token in self.eos_ids), None)
+        text_tokens = tokens if stop is None else tokens[:stop]
+        return Generation(
+            key=item.request.key,
+            text=self.tokenizer.decode(text_tokens, skip_special_tokens=True),
+            prompt_tokens=len(item.ids),
+            completion_tokens=len(tokens) if stop is None else stop + 1,
+        )
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], sampling: Sampling
+    ) -> Iterator[list[Generation]]:
+        """Yield finished batches; the model is in eval mode meanwhile and gets its old mode back after."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in self._batches(requests):
+                with self._adapter(batch[0].request.adapter):
+                    results = self._run_batch(batch, sampling)
+                yield results
+        finally:
+            self.model.train(was_training)
