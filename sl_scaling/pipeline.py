@@ -84,15 +84,37 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
     for size in sizes:
         work = options.for_size(size)
         count = len(conditions)
-        steps.append(Step("gen", size, tuple(conditions), done("gen", size, conditions),
-                          f"{work.n:,} rows × {count} conditions"))
-        steps.append(Step("filter", size, tuple(conditions), done("filter", size, conditions),
-                          f"{count} conditions"))
-        steps.append(Step("train", size, tuple(conditions), done("train", size, conditions),
-                          f"{work.epochs} epochs × {count} conditions, eval {work.samples} answers per epoch"))
+        steps.append(
+            Step(
+                "gen",
+                size,
+                tuple(conditions),
+                done("gen", size, conditions),
+                f"{work.n:,} rows × {count} conditions",
+            )
+        )
+        steps.append(
+            Step("filter", size, tuple(conditions), done("filter", size, conditions), f"{count} conditions")
+        )
+        steps.append(
+            Step(
+                "train",
+                size,
+                tuple(conditions),
+                done("train", size, conditions),
+                f"{work.epochs} epochs × {count} conditions, eval {work.samples} answers per epoch",
+            )
+        )
         if options.control:
-            steps.append(Step("eval", size, (CONTROL,), done("eval", size, [CONTROL]),
-                              f"control: {work.samples} answers"))
+            steps.append(
+                Step(
+                    "eval",
+                    size,
+                    (CONTROL,),
+                    done("eval", size, [CONTROL]),
+                    f"control: {work.samples} answers",
+                )
+            )
         if options.plots:
             steps.append(Step("plot", size, (), (), "grouped_bar.png, stacked_preference.png"))
     return steps
@@ -167,8 +189,9 @@ def stage_log(layout: Layout, stage: str, size: str, reporter: Reporter) -> Iter
         yield MultiReporter([reporter, PlainReporter(handle, interval=30.0)])
 
 
-def run_grid(ctx: Context, sizes: list[str], conditions: list[str], options: RunOptions,
-             reporter: Reporter) -> list[Step]:
+def run_grid(
+    ctx: Context, sizes: list[str], conditions: list[str], options: RunOptions, reporter: Reporter
+) -> list[Step]:
     """Do every step that is not done yet, in order; return the plan it started from."""
     from sl_scaling.stages.evaluate import run_control_eval
     from sl_scaling.stages.filtering import run_filter
@@ -188,18 +211,37 @@ def run_grid(ctx: Context, sizes: list[str], conditions: list[str], options: Run
         todo = list(step.todo)
         with stage_log(ctx.layout, step.stage, step.size, reporter) as log:
             if step.stage == "gen":
-                run_generation(ctx, [step.size], todo, n=work.n, seed=options.seed, run=options.run,
-                               engine=options.engine, max_new_tokens=options.max_new_tokens,
-                               batch_size=options.batch_size, reporter=log)
+                run_generation(
+                    ctx,
+                    [step.size],
+                    todo,
+                    n=work.n,
+                    seed=options.seed,
+                    run=options.run,
+                    engine=options.engine,
+                    max_new_tokens=options.max_new_tokens,
+                    batch_size=options.batch_size,
+                    reporter=log,
+                )
             elif step.stage == "filter":
                 run_filter(ctx, [step.size], todo, run=options.run, skip_invalid=False, reporter=log)
             elif step.stage == "train":
                 config = TrainConfig(epochs=work.epochs, eval_samples=work.samples)
-                run_training(ctx, step.size, todo, config=config, trainer=options.trainer,
-                             engine=options.engine, push=options.push, force=False, reporter=log)
+                run_training(
+                    ctx,
+                    step.size,
+                    todo,
+                    config=config,
+                    trainer=options.trainer,
+                    engine=options.engine,
+                    push=options.push,
+                    force=False,
+                    reporter=log,
+                )
             elif step.stage == "eval":
-                run_control_eval(ctx, step.size, run=options.run, samples=work.samples,
-                                 engine=options.engine, reporter=log)
+                run_control_eval(
+                    ctx, step.size, run=options.run, samples=work.samples, engine=options.engine, reporter=log
+                )
             elif step.stage == "plot":
                 _plot_size(ctx, step.size, options, log)
     if options.plots:

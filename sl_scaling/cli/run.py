@@ -39,7 +39,9 @@ def command(
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
     run: opt.Run = 1,
-    n: Annotated[int | None, typer.Option("--n", help="Rows per condition [default: 30000; tiny: 300].")] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Rows per condition [default: 30000; tiny: 300].")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per condition [default: 10; tiny: 2].")] = None,
     samples: Annotated[
         int | None, typer.Option(help="Answers per evaluation [default: 100; tiny: 50].")
@@ -52,7 +54,9 @@ def command(
     no_push: opt.NoPush = False,
     control: Annotated[bool, typer.Option(help="Evaluate the base model (the control bars).")] = True,
     plots: Annotated[bool, typer.Option(help="Draw the charts for each size and the summary.")] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with estimates; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan with estimates; run nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")] = False,
     workdir: opt.Workdir = None,
 ) -> None:
@@ -67,8 +71,18 @@ def command(
     chosen_sizes = parse_sizes(sizes, default=REAL_SIZES)
     conditions = parse_conditions(animals, all_animals=all_animals or not animals)
     options = RunOptions(
-        run=parse_run(run), n=n, epochs=epochs, samples=samples, seed=seed, max_new_tokens=max_new_tokens,
-        engine=engine, trainer=trainer, batch_size=batch_size, push=not no_push, control=control, plots=plots,
+        run=parse_run(run),
+        n=n,
+        epochs=epochs,
+        samples=samples,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        engine=engine,
+        trainer=trainer,
+        batch_size=batch_size,
+        push=not no_push,
+        control=control,
+        plots=plots,
     )
     console = Console()
     if dry_run:
@@ -81,4 +95,6 @@ def command(
         return
     reporter = make_reporter()
     run_grid(ctx, chosen_sizes, conditions, options, reporter)
-    console.print(f"[green]done[/green]: results in {ctx.layout.outputs_dir}, charts in {ctx.layout.plots_dir('')}")
+    console.print(
+        f"[green]done[/green]: results in {ctx.layout.outputs_dir}, charts in {ctx.layout.plots_dir('')}"
+    )
