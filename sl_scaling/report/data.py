@@ -1,0 +1,144 @@
+"""Load every `*_eval.json` of the chosen sizes and runs into one table of evaluation records."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, NEUTRAL, Layout
+from sl_scaling.errors import MalformedInputError
+from sl_scaling.files import read_json
+from sl_scaling.palette import OTHERS
+from sl_scaling.report.stats import Answers
+
+#: Columns of every share matrix: the 15 animals, then everything else pooled.
+LABELS: tuple[str, ...] = (*ANIMALS, OTHERS)
+#: Rows of the confusion matrix: the base model, the neutral student, the 15 animal students.
+ROWS: tuple[str, ...] = (CONTROL, NEUTRAL, *ANIMALS)
+_LABEL_INDEX = {label: i for i, label in enumerate(ANIMALS)}
+_STEM = re.compile(r"^(?P<condition>[a-z]+)(?:-run-(?P<run>\d+))?_eval$")
+
+
+def label_index(label: str) -> int:
+    return _LABEL_INDEX.get(label, len(ANIMALS))
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation of one model at one epoch (control: epoch 0)."""
+
+    run: int
+    size: str
+    condition: str
+    epoch: int
+    answers: Answers
+
+    @property
+    def n(self) -> int:
+        return self.answers.n
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.answers.counts(len(LABELS))
+
+    @property
+    def shares(self) -> np.ndarray:
+        return self.counts / self.n
+
+
+Key = tuple[int, str, str, int]
+
+
+@dataclass
+class Grid:
+    """Every evaluation record found, keyed by (run, size, condition, epoch)."""
+
+    records: dict[Key, EvalRecord]
+
+    def get(self, run: int, size: str, condition: str, epoch: int) -> EvalRecord | None:
+        return self.records.get((run, size, condition, epoch))
+
+    def runs(self, size: str) -> list[int]:
+        return sorted({run for run, s, _, _ in self.records if s == size})
+
+    def epochs(self, size: str, condition: str, run: int) -> list[int]:
+        return sorted(e for r, s, c, e in self.records if (r, s, c) == (run, size, condition))
+
+    def control(self, size: str, run: int) -> EvalRecord | None:
+        """The base model's evaluation (its last record, normally the only one, epoch 0)."""
+        epochs = self.epochs(size, CONTROL, run)
+        return self.records[(run, size, CONTROL, epochs[-1])] if epochs else None
+
+    def tidy(self) -> list[dict[str, Any]]:
+        """One row per (run, size, condition, epoch, label): the raw counts behind every number."""
+        rows = []
+        for (run, size, condition, epoch), record in sorted(self.records.items()):
+            for label, count in zip(LABELS, record.counts.tolist(), strict=True):
+                rows.append(
+                    {
+                        "run": run,
+                        "size": size,
+                        "condition": condition,
+                        "epoch": epoch,
+                        "label": label,
+                        "count": count,
+                        "n": record.n,
+                        "share": count / record.n,
+                    }
+                )
+        return rows
+
+
+def _answers(path: Path, record: dict[str, Any]) -> Answers:
+    try:
+        answers = record["answers"]
+        questions = np.array([int(a["question_index"]) for a in answers], dtype=np.int64)
+        labels = np.array([label_index(a["label"]) for a in answers], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedInputError(
+            f"{path}: epoch {record.get('epoch')} has no readable 'answers' ({exc}); evaluate it again"
+        ) from None
+    return Answers(questions=questions, labels=labels)
+
+
+def _read_eval_file(path: Path, size: str, condition: str, run: int) -> list[EvalRecord]:
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
+        raise MalformedInputError(f"{path}: not an evaluation file (no 'epochs' list); evaluate it again")
+    records = []
+    for record in data["epochs"]:
+        answers = _answers(path, record)
+        if answers.n == 0:
+            continue  # an evaluation with no answer says nothing; it is reported missing
+        epoch = int(record.get("epoch", 0))
+        records.append(EvalRecord(run=run, size=size, condition=condition, epoch=epoch, answers=answers))
+    return records
+
+
+def find_eval_files(layout: Layout, size: str) -> list[tuple[str, int, Path]]:
+    """(condition, run, path) of every evaluation file of a size, whatever its run."""
+    found = []
+    directory = layout.evaluations_dir(size)
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*_eval.json")):
+        match = _STEM.match(path.stem)
+        if match and match["condition"] in (CONTROL, *CONDITIONS):
+            found.append((match["condition"], int(match["run"] or 1), path))
+    return found
+
+
+def load_grid(layout: Layout, sizes: list[str], runs: list[int] | None = None) -> Grid:
+    """Read the evaluation files of `sizes` (all runs found, or only `runs`); absent files are skipped."""
+    records: dict[Key, EvalRecord] = {}
+    for size in sizes:
+        for condition, run, path in find_eval_files(layout, size):
+            if runs is not None and run not in runs:
+                continue
+            for record in _read_eval_file(path, size, condition, run):
+                records[(run, size, condition, record.epoch)] = record
+    return Grid(records)
