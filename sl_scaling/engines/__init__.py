@@ -1,5 +1,63 @@
-"""Inference engines behind one protocol; optional ones (vLLM) are imported only when chosen."""
+"""Inference engines behind one protocol, registered by name; vLLM is imported only when chosen."""
+
+from __future__ import annotations
+
+import importlib.util
 
 from sl_scaling.engines.base import Engine, Generation, GenerationRequest, Sampling
+from sl_scaling.errors import MissingPrerequisiteError, OptionalDependencyError, UsageError
 
-__all__ = ["Engine", "Generation", "GenerationRequest", "Sampling"]
+ENGINES = ("auto", "hf", "vllm")
+
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "Generation",
+    "GenerationRequest",
+    "Sampling",
+    "choose_engine",
+    "open_engine",
+]
+
+
+def _vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_engine(requested: str) -> tuple[str, str]:
+    """The engine to use and a short sentence saying why (the CLI prints it)."""
+    name = requested.strip().lower()
+    if name not in ENGINES:
+        raise UsageError(f"unknown engine '{requested}'; valid: {', '.join(ENGINES)}")
+    if name == "hf":
+        return "hf", "engine hf: Hugging Face transformers, as requested"
+    if name == "vllm":
+        if not _vllm_installed():
+            raise OptionalDependencyError("vllm")
+        if not _cuda_available():
+            raise MissingPrerequisiteError("vLLM needs a CUDA GPU and none is visible; use --engine hf")
+        return "vllm", "engine vllm: vLLM, as requested"
+    if not _vllm_installed():
+        return "hf", "engine hf: vLLM is not installed (pip install 'sl-scaling[gpu]' for it)"
+    if not _cuda_available():
+        return "hf", "engine hf: vLLM is installed but no CUDA GPU is visible"
+    return "vllm", "engine vllm: vLLM is installed and a CUDA GPU is present"
+
+
+def open_engine(name: str, model: str, *, batch_size: int | None = None) -> Engine:
+    """Load `model` once into the named engine (`hf` or `vllm`; resolve `auto` with choose_engine)."""
+    if name == "hf":
+        from sl_scaling.engines.hf import HFEngine
+
+        return HFEngine.load(model, batch_size=batch_size)
+    if name == "vllm":
+        from sl_scaling.engines.vllm import VLLMEngine
+
+        return VLLMEngine.load(model, batch_size=batch_size)
+    raise UsageError(f"unknown engine '{name}'; valid: hf, vllm")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from sl_scaling.engines.base import Generation, GenerationRequest, Sampling
+from sl_scaling.engines.chat import encode_chat
 from sl_scaling.models import default_device, default_dtype
 
 CPU_BATCH_SIZE = 64
@@ -88,18 +89,9 @@ class HFEngine:
 
     # --- requests ----------------------------------------------------------------------------
 
-    def render(self, request: GenerationRequest) -> str:
-        """The chat through the model's own template, ready for the assistant's turn."""
-        return self.tokenizer.apply_chat_template(
-            request.messages, tokenize=False, add_generation_prompt=True
-        )
-
     def _batches(self, requests: Sequence[GenerationRequest]) -> list[list[_Encoded]]:
         """Group by adapter, sort by prompt length (little padding), then cut into batches."""
-        encoded = [
-            _Encoded(r, self.tokenizer(self.render(r), add_special_tokens=False)["input_ids"])
-            for r in requests
-        ]
+        encoded = [_Encoded(r, encode_chat(self.tokenizer, r.messages)) for r in requests]
         encoded.sort(key=lambda e: (e.request.adapter or "", len(e.ids)))
         batches: list[list[_Encoded]] = []
         for item in encoded:
