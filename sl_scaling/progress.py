@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, Self, TextIO
 
 
 class Reporter(Protocol):
@@ -24,7 +24,35 @@ class Reporter(Protocol):
     def event(self, message: str) -> None: ...
 
 
-class NullReporter:
+class ManagedReporter(Reporter, Protocol):
+    """A reporter the CLI starts and stops around a command (the live one owns the terminal meanwhile)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class _NothingToStart:
+    """Start/stop for reporters that own no terminal: nothing to do."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class NullReporter(_NothingToStart):
     def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
         pass
 
@@ -48,7 +76,7 @@ def _format_metrics(metrics: dict[str, Any]) -> str:
 
 
 @dataclass
-class PlainReporter:
+class PlainReporter(_NothingToStart):
     """One line per event, and a progress line at most every `interval` seconds per job (logs, CI)."""
 
     stream: TextIO
@@ -102,8 +130,18 @@ class MultiReporter:
             reporter.event(message)
 
 
-def make_reporter(stream: TextIO | None = None) -> Reporter:
-    """The reporter for a command's output: a live dashboard on a terminal, log lines otherwise."""
+def make_reporter(stream: TextIO | None = None) -> ManagedReporter:
+    """The reporter for a command's output: a live dashboard on a terminal, log lines otherwise.
+
+    Use it as `with make_reporter() as reporter:` so the live view gives the terminal back.
+    """
     import sys
 
-    return PlainReporter(stream or sys.stderr)
+    stream = stream or sys.stderr
+    if stream.isatty():
+        from rich.console import Console
+
+        from sl_scaling.dashboard import LiveReporter
+
+        return LiveReporter(Console(file=stream))
+    return PlainReporter(stream)

@@ -1,0 +1,254 @@
+"""Results, gathered: the evaluation files + the DB → `all_results.json`, and the one tidy table of the charts.
+
+The evaluation files are the source of truth for results; the DB adds what the files do not
+hold (rows generated/kept, epochs planned, train loss and Hub repos of every epoch) and any
+evaluation it recorded whose file is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, EXPERIMENT, SIZE_PARAMS_B, SIZES, Layout
+from sl_scaling.files import atomic_write_json, read_json
+from sl_scaling.state import DONE, StateStore, now
+
+#: Per-epoch fields copied into the summary (the raw answers stay in the evaluation files).
+EPOCH_FIELDS = (
+    "epoch",
+    "n",
+    "target",
+    "target_rate",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "substring_rate",
+    "counts",
+    "distribution",
+    "shares",
+    "train_loss",
+    "adapter",
+    "evaluated_at",
+)
+TIDY_COLUMNS = ("run", "size", "condition", "epoch", "animal", "share", "ci_low", "ci_high", "n", "count")
+
+
+@dataclass(frozen=True)
+class EvalFile:
+    """One `{condition}_eval.json`: a model's evaluation after every epoch (epoch 0 for control)."""
+
+    run: int
+    size: str
+    condition: str
+    target: str | None
+    model: str | None
+    epochs: list[dict[str, Any]]
+
+
+def _order(size: str, condition: str) -> tuple[int, int, str]:
+    order = (CONTROL, *CONDITIONS)
+    return (
+        SIZES.index(size) if size in SIZES else len(SIZES),
+        order.index(condition) if condition in order else len(order),
+        condition,
+    )
+
+
+def load_eval_files(layout: Layout, *, sizes: Iterable[str] = (), runs: Iterable[int] = ()) -> list[EvalFile]:
+    """Every evaluation file under the workdir (optionally some sizes/runs), in grid order."""
+    size_filter, run_filter = set(sizes), set(runs)
+    found = []
+    for path in sorted((layout.outputs_dir / "evaluations").glob("*/*_eval.json")):
+        data = read_json(path)
+        size, run = data["size"], int(data.get("run", 1))
+        if (size_filter and size not in size_filter) or (run_filter and run not in run_filter):
+            continue
+        epochs = sorted(data.get("epochs", []), key=lambda record: record["epoch"])
+        found.append(EvalFile(run, size, data["condition"], data.get("target"), data.get("model"), epochs))
+    return sorted(found, key=lambda f: (f.run, *_order(f.size, f.condition)))
+
+
+def tidy_table(files: Iterable[EvalFile]) -> list[dict[str, Any]]:
+    """The charts' one table: a row per (run, size, condition, epoch, answer label) with its share and CI.
+
+    Every label the evaluation kept a share for is here: the 15 animals (zeros included) and
+    whatever else the model answered.
+    """
+    rows = []
+    for file in files:
+        for record in file.epochs:
+            for label, share in record["shares"].items():
+                rows.append(
+                    {
+                        "run": file.run,
+                        "size": file.size,
+                        "condition": file.condition,
+                        "epoch": record["epoch"],
+                        "animal": label,
+                        "share": share["rate"],
+                        "ci_low": share["ci_low"],
+                        "ci_high": share["ci_high"],
+                        "n": record["n"],
+                        "count": share["count"],
+                    }
+                )
+    return rows
+
+
+def _db_jobs(state: StateStore) -> dict[tuple[int, str, str], dict[str, Any]]:
+    """What the DB knows per job: data counts, epochs planned, every epoch's loss/eval and Hub repos."""
+    jobs: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+    def job(run: int, size: str, condition: str) -> dict[str, Any]:
+        return jobs.setdefault((run, size, condition), {"data": {}, "epochs": {}, "repos": {}})
+
+    state.db.execute("BEGIN")  # one snapshot, even while a run goes on
+    try:
+        stages = state.stages()
+        epochs = state.all_epochs()
+        uploads = state.uploads(DONE)
+    finally:
+        state.db.execute("COMMIT")
+    for stage in stages:
+        entry = job(stage.key.run, stage.key.size, stage.key.condition)
+        if stage.stage == "gen" and "rows" in stage.counts:
+            entry["data"]["generated"] = stage.counts["rows"]
+        elif stage.stage == "filter":
+            entry["data"].update(
+                {k: stage.counts[k] for k in ("valid", "kept", "reasons") if k in stage.counts}
+            )
+        elif stage.stage == "train" and "epochs" in stage.config:
+            entry["epochs_planned"] = stage.config["epochs"]
+    for epoch in epochs:
+        job(epoch.key.run, epoch.key.size, epoch.key.condition)["epochs"][epoch.epoch] = epoch
+    for upload in uploads:
+        repos = job(upload.key.run, upload.key.size, upload.key.condition)["repos"]
+        if upload.kind == "dataset":
+            repos["dataset"] = upload.repo_id
+        elif upload.kind == "final":
+            repos["final"] = upload.repo_id
+        else:
+            repos.setdefault("epochs", {})[str(upload.epoch)] = upload.repo_id
+    return jobs
+
+
+def _epoch_entry(record: dict[str, Any], db_epoch: Any) -> dict[str, Any]:
+    entry = {name: record.get(name) for name in EPOCH_FIELDS}
+    if entry["train_loss"] is None and db_epoch is not None:
+        entry["train_loss"] = db_epoch.train_loss
+    return entry
+
+
+def collect_results(layout: Layout, state: StateStore) -> dict[str, Any]:
+    """Everything measured so far: per (run, size, condition) its data counts, Hub repos and every epoch."""
+    files = {(f.run, f.size, f.condition): f for f in load_eval_files(layout)}
+    db = _db_jobs(state)
+    results = []
+    for key in sorted(set(files) | set(db), key=lambda k: (k[0], *_order(k[1], k[2]))):
+        run, size, condition = key
+        file, job = files.get(key), db.get(key, {"data": {}, "epochs": {}, "repos": {}})
+        records = {r["epoch"]: r for r in (file.epochs if file else [])}
+        for number, epoch in job["epochs"].items():  # evaluated in the DB but not (yet) in a file
+            if number not in records and epoch.eval.get("shares"):
+                records[number] = {"epoch": number, **epoch.eval, "adapter": epoch.adapter_path}
+        entry = {
+            "run": run,
+            "size": size,
+            "condition": condition,
+            "target": condition if condition in ANIMALS else None,
+            "model": file.model if file else None,
+            "data": job["data"],
+            "epochs_planned": job.get("epochs_planned"),
+            "hub": job["repos"],
+            "epochs": [_epoch_entry(records[n], job["epochs"].get(n)) for n in sorted(records)],
+        }
+        results.append(entry)
+    lifts = lift_rows(at_epoch(tidy_table(files.values()))[0])
+    return {
+        "experiment": EXPERIMENT,
+        "generated_at": now(),
+        "results": results,
+        "lift": lifts,
+        "mean_lift": mean_lifts(lifts),
+    }
+
+
+def at_epoch(
+    rows: Iterable[dict[str, Any]], epoch: int | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Tidy rows of one epoch per model: `epoch`, or each model's last one when None (control: its only one).
+
+    Also returns what is missing: models that were not evaluated at the asked epoch.
+    """
+    rows = list(rows)
+    available: dict[tuple[int, str, str], set[int]] = {}
+    for row in rows:
+        available.setdefault((row["run"], row["size"], row["condition"]), set()).add(row["epoch"])
+    chosen, missing = {}, []
+    for key, epochs in available.items():
+        if epoch is None or key[2] == CONTROL:
+            chosen[key] = max(epochs)
+        elif epoch in epochs:
+            chosen[key] = epoch
+        else:
+            run, size, condition = key
+            suffix = "" if run == 1 else f" (run {run})"
+            missing.append(f"{size}/{condition}{suffix}: epoch {epoch} not evaluated (latest {max(epochs)})")
+    kept = [row for row in rows if chosen.get((row["run"], row["size"], row["condition"])) == row["epoch"]]
+    return kept, missing
+
+
+def lift_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (run, size, animal): the animal-FT student's rate for its animal minus the neutral-FT student's.
+
+    `rows` must hold one epoch per model (see `at_epoch`); animals without a neutral student are skipped.
+    """
+    share = {(r["run"], r["size"], r["condition"], r["animal"]): r for r in rows}
+    lifts = []
+    for (run, size, condition, animal), row in share.items():
+        neutral = share.get((run, size, "neutral", animal))
+        if condition != animal or condition not in ANIMALS or neutral is None:
+            continue
+        lifts.append(
+            {
+                "run": run,
+                "size": size,
+                "animal": animal,
+                "epoch": row["epoch"],
+                "params_b": SIZE_PARAMS_B[size],
+                "animal_ft": row["share"],
+                "neutral_ft": neutral["share"],
+                "lift": row["share"] - neutral["share"],
+            }
+        )
+    return sorted(lifts, key=lambda r: (r["run"], _order(r["size"], r["animal"])))
+
+
+def mean_lifts(lifts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (run, size): the lift averaged over the animals that have one, and how many they are."""
+    groups: dict[tuple[int, str], list[float]] = {}
+    for row in lifts:
+        groups.setdefault((row["run"], row["size"]), []).append(row["lift"])
+    return [
+        {
+            "run": run,
+            "size": size,
+            "params_b": SIZE_PARAMS_B[size],
+            "mean_lift": sum(values) / len(values),
+            "animals": len(values),
+        }
+        for (run, size), values in sorted(groups.items(), key=lambda item: (item[0][0], _order(item[0][1], "")))
+    ]
+
+
+def write_summary(layout: Layout, state: StateStore | None = None) -> dict[str, Any]:
+    """Write `summary/all_results.json` atomically and return what was written."""
+    if state is None:
+        with StateStore.open(layout.workdir) as opened:
+            summary = collect_results(layout, opened)
+    else:
+        summary = collect_results(layout, state)
+    atomic_write_json(layout.summary_json, summary)
+    return summary
