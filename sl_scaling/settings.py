@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SLSCALE_HF_ENDPOINT", "HF_ENDPOINT")
     )
     hub_private: bool = Field(default=True, description="create Hub repos as private")
+    hub_attempts: int = Field(default=4, ge=1, description="tries per Hub upload before it stays pending")
+    hub_retry_wait_s: float = Field(
+        default=2.0, ge=0, description="first wait between Hub tries, doubled after each (capped at 30 s)"
+    )
     wandb_project: str = "subliminal-scaling"
     wandb_entity: str | None = None
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(

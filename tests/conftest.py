@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from hub_stub import HubStub
 
 SECRET_ENV = (
     "HF_TOKEN",
@@ -34,6 +39,20 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_cache: Path) -
     monkeypatch.delenv("SLSCALE_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubStub]:
+    """A local Hub stand-in (tests/hub_stub.py) reached through HF_ENDPOINT; Hub retries do not wait."""
+    import huggingface_hub.constants
+    from hub_stub import HubStub
+
+    with HubStub() as stub:
+        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("SLSCALE_HUB_RETRY_WAIT_S", "0")
+        yield stub
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
