@@ -1,13 +1,70 @@
-"""`slscale gen`: Phase 1: teachers write number sequences for the chosen conditions."""
+"""`slscale gen`: Phase 1, teachers write number sequences for the chosen conditions."""
 
 from __future__ import annotations
 
-from sl_scaling.errors import SlscaleError
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sl_scaling.catalog import parse_conditions, parse_run, parse_sizes
+from sl_scaling.cli import options as opt
+from sl_scaling.context import make_context
+from sl_scaling.errors import UsageError
+from sl_scaling.progress import make_reporter
+from sl_scaling.stages.generate import GenerationSummary, run_generation
 
 
-def command() -> None:
+def require_selection(sizes: list[str], animals: list[str], all_animals: bool) -> tuple[list[str], list[str]]:
+    """Sizes and conditions the user chose; both must be chosen explicitly (a typo must not mean 'all')."""
+    if not sizes:
+        raise UsageError(
+            "choose at least one --size (e.g. --size tiny, or --size all for the six real sizes)"
+        )
+    if not animals and not all_animals:
+        raise UsageError(
+            "choose conditions with --animal (repeatable, e.g. --animal dog --animal neutral) or --all-animals"
+        )
+    return parse_sizes(sizes), parse_conditions(animals, all_animals=all_animals)
+
+
+def _table(summaries: list[GenerationSummary]) -> Table:
+    table = Table(title="slscale gen", title_justify="left")
+    for column in ("size", "condition", "rows", "new", "rows/s", "tokens/s"):
+        table.add_column(column, justify="left" if column in ("size", "condition") else "right")
+    for s in summaries:
+        rate = "—" if s.rows_per_s is None else f"{s.rows_per_s:.1f}"
+        tokens = "—" if s.tokens_per_s is None else f"{s.tokens_per_s:.0f}"
+        table.add_row(s.key.size, s.key.condition, str(s.rows), str(s.generated), rate, tokens)
+    return table
+
+
+def command(
+    sizes: opt.Sizes = [],  # noqa: B006 - typer needs a literal default
+    animals: opt.Animals = [],  # noqa: B006
+    all_animals: opt.AllAnimals = False,
+    n: Annotated[int, typer.Option("--n", help="Prompts (rows) per condition.")] = 30_000,
+    seed: Annotated[
+        int, typer.Option(help="Prompt-generator seed (42 reproduces the reference prompts).")
+    ] = 42,
+    run: opt.Run = 1,
+    engine: opt.Engine = "auto",
+    max_new_tokens: Annotated[int, typer.Option(help="Cap on each completion's length (tokens).")] = 128,
+    batch_size: opt.BatchSize = None,
+    workdir: opt.Workdir = None,
+) -> None:
     """Phase 1: teachers write number sequences for the chosen conditions.
 
-    Not built yet.
+    Loads each size's teacher once and generates every chosen condition in one batched pass (largest
+    size first), sampling at temperature 1. Rows go to data/qwen-2.5-scaling/{size}/{condition}/raw.jsonl
+    as each batch finishes, so an interrupted run continues where it stopped when run again.
+    Example: slscale gen --size tiny --all-animals --n 300
     """
-    raise SlscaleError("'slscale gen' is not built yet")
+    chosen_sizes, conditions = require_selection(sizes, animals, all_animals)
+    ctx = make_context(workdir)
+    summaries = run_generation(
+        ctx, chosen_sizes, conditions, n=n, seed=seed, run=parse_run(run), engine=engine,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=make_reporter(),
+    )  # fmt: skip
+    Console().print(_table(summaries))

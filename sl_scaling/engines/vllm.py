@@ -43,18 +43,39 @@ class LoraRegistry:
 
     ids: dict[str, int] = field(default_factory=dict)
 
-    def lora_args(self, path: str | None) -> tuple[str, int, str] | None:
-        """`(lora_name, lora_int_id, lora_path)` for `LoRARequest`, or None for the base model."""
+    def request_kwargs(self, path: str | None) -> dict[str, Any] | None:
+        """`LoRARequest` arguments for an adapter, or None for the base model."""
         if path is None:
             return None
         lora_id = self.ids.setdefault(path, len(self.ids) + 1)
-        return f"adapter-{lora_id}", lora_id, path
+        return {"lora_name": f"adapter-{lora_id}", "lora_int_id": lora_id, "lora_path": path}
 
 
 def chunks(requests: Sequence[GenerationRequest], size: int) -> list[list[GenerationRequest]]:
     """Cut requests into checkpoints, grouped by adapter so a chunk rarely swaps adapters."""
     ordered = sorted(requests, key=lambda r: r.adapter or "")
     return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """Everything `LLM.generate` receives for one chunk, as plain data (built and tested without vLLM)."""
+
+    requests: list[GenerationRequest]
+    prompt_ids: list[list[int]]
+    params: list[dict[str, Any]]
+    loras: list[dict[str, Any] | None]
+
+
+def prepare_chunk(
+    chunk: list[GenerationRequest], sampling: Sampling, tokenizer: Any, loras: LoraRegistry
+) -> PreparedChunk:
+    return PreparedChunk(
+        requests=chunk,
+        prompt_ids=[encode_chat(tokenizer, r.messages) for r in chunk],
+        params=[sampling_kwargs(sampling, r.key) for r in chunk],
+        loras=[loras.request_kwargs(r.adapter) for r in chunk],
+    )
 
 
 def to_generation(request: GenerationRequest, prompt_ids: Sequence[int], output: Any) -> Generation:
@@ -111,12 +132,14 @@ class VLLMEngine:
         from vllm.lora.request import LoRARequest
 
         for chunk in chunks(requests, self.chunk_size):
-            prompt_ids = [encode_chat(self.tokenizer, r.messages) for r in chunk]
-            lora_args = [self.loras.lora_args(r.adapter) for r in chunk]
+            prepared = prepare_chunk(chunk, sampling, self.tokenizer, self.loras)
             outputs = self.llm.generate(
-                [{"prompt_token_ids": ids} for ids in prompt_ids],
-                [SamplingParams(**sampling_kwargs(sampling, r.key)) for r in chunk],
+                [{"prompt_token_ids": ids} for ids in prepared.prompt_ids],
+                [SamplingParams(**params) for params in prepared.params],
                 use_tqdm=False,
-                lora_request=[None if a is None else LoRARequest(*a) for a in lora_args],
+                lora_request=[None if lora is None else LoRARequest(**lora) for lora in prepared.loras],
             )
-            yield [to_generation(r, ids, out) for r, ids, out in zip(chunk, prompt_ids, outputs, strict=True)]
+            yield [
+                to_generation(r, ids, out)
+                for r, ids, out in zip(chunk, prepared.prompt_ids, outputs, strict=True)
+            ]
