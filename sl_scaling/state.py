@@ -407,6 +407,14 @@ class StateStore:
                 (now(), key.run, key.size, key.condition, epoch),
             )
 
+    def delete_epochs(self, key: JobKey) -> None:
+        """Forget every epoch of a job (a forced retrain starts from scratch)."""
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM epochs WHERE run=? AND size=? AND condition=?", (key.run, key.size, key.condition)
+            )
+            self._event(db, key, "train", "reset", f"{key} epochs forgotten")
+
     def epochs(self, key: JobKey) -> list[EpochRecord]:
         rows = self.db.execute(
             "SELECT * FROM epochs WHERE run=? AND size=? AND condition=? ORDER BY epoch",

@@ -1,0 +1,190 @@
+"""After every epoch: save the adapter, evaluate the in-memory model, record, log, publish.
+
+Order of writes, chosen so that a SIGKILL at any moment leaves a consistent state — an epoch is
+either fully recorded or redone:
+
+1. the adapter is saved into a temp dir and renamed into place (never half a directory);
+2. the evaluation runs on the model already in memory;
+3. `{condition}_eval.json` and `model_info.json` get the epoch (atomic upserts);
+4. W&B gets the epoch's metrics;
+5. the DB records the epoch — from here on the epoch counts as done;
+6. the Publisher uploads what is pending (and deletes confirmed non-final epoch adapters).
+
+The Trainer writes its checkpoint (optimizer, scheduler, RNG, data order) only *after* this
+callback, so a checkpoint never runs ahead of the DB. A resume continues from the newest complete
+checkpoint no later than the last recorded epoch and redoes anything after it; every record is an
+upsert, so a redone epoch replaces, never duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from sl_scaling.catalog import Layout, target_animal
+from sl_scaling.errors import HubError
+from sl_scaling.evaluation.records import epoch_record, upsert_epoch
+from sl_scaling.evaluation.runner import evaluate
+from sl_scaling.evaluation.scoring import Evaluation
+from sl_scaling.model_info import update_model_info
+from sl_scaling.progress import Reporter
+from sl_scaling.settings import Settings
+from sl_scaling.state import JobKey, StateStore
+from sl_scaling.tracking import Tracker
+from sl_scaling.training.base import TrainerBackend
+from sl_scaling.training.config import TrainConfig
+
+
+@dataclass
+class EpochJob:
+    """What the per-epoch work needs besides the model: where to write and whom to tell."""
+
+    settings: Settings
+    layout: Layout
+    state: StateStore
+    key: JobKey
+    model_name: str
+    config: TrainConfig
+    backend: TrainerBackend
+    tracker: Tracker
+    reporter: Reporter
+    push: bool
+    job_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_id = f"train:{self.key}"
+
+    def adapter_dir(self, epoch: int) -> Path:
+        """The last planned epoch goes to `final_checkpoint/`, the others to `epoch-N/`."""
+        size, condition, run = self.key.size, self.key.condition, self.key.run
+        if epoch == self.config.epochs:
+            return self.layout.final_checkpoint(size, condition, run)
+        return self.layout.epoch_adapter_dir(size, condition, epoch, run)
+
+
+def save_adapter(model: Any, tokenizer: Any, dest: Path) -> None:
+    """Save the LoRA adapter (and tokenizer) so that `dest` is either absent, old or complete."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    for path in tmp.iterdir():
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    if dest.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def evaluate_in_memory(job: EpochJob, model: Any, tokenizer: Any, epoch: int) -> Evaluation:
+    """Evaluate the model being trained, without reloading it (the backend restores train mode)."""
+    from sl_scaling.engines.hf import HFEngine
+
+    with job.backend.inference(model):
+        engine = HFEngine.from_model(model, tokenizer)
+        return evaluate(
+            engine,
+            target=target_animal(job.key.condition),
+            samples=job.config.eval_samples,
+            max_new_tokens=job.config.eval_max_new_tokens,
+            seed=job.config.seed + epoch,
+        )
+
+
+def publish(job: EpochJob) -> None:
+    """Upload what is pending; a Hub failure is reported and training goes on (`slscale push` retries)."""
+    from sl_scaling.publish import Publisher
+
+    try:
+        result = Publisher(job.settings, job.layout, job.state).publish(job.key)
+    except HubError as exc:
+        job.reporter.event(
+            f"upload for {job.key} failed: {exc}; adapters stay local, run 'slscale push' later"
+        )
+        return
+    job.reporter.event(f"publish {job.key}: {result}")
+
+
+def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_loss: float | None) -> None:
+    """Steps 1–6 of the module docstring for one finished epoch."""
+    key, layout = job.key, job.layout
+    adapter = job.adapter_dir(epoch)
+    save_adapter(model, tokenizer, adapter)
+    job.reporter.event(f"train {key}: epoch {epoch} saved to {adapter}; evaluating")
+    started = time.monotonic()
+    evaluation = evaluate_in_memory(job, model, tokenizer, epoch)
+    record = epoch_record(epoch, evaluation, train_loss=train_loss, adapter=str(adapter))
+    upsert_epoch(layout.eval_json(key.size, key.condition, key.run), key, job.model_name, record)
+    summary = {k: record[k] for k in ("target_rate", "ci_low", "ci_high", "n", "substring_rate")}
+    update_model_info(
+        layout, key, epoch=epoch, adapter_path=str(adapter), train_loss=train_loss, local=True, **summary
+    )
+    job.tracker.log_epoch(epoch, train_loss, evaluation)
+    db_eval = {k: v for k, v in record.items() if k not in ("answers", "epoch", "train_loss", "adapter")}
+    job.state.record_epoch(key, epoch, train_loss=train_loss, evaluation=db_eval, adapter_path=str(adapter))
+    rate = "" if evaluation.target_rate is None else f", {key.condition} rate {evaluation.target_rate:.1%}"
+    loss = "" if train_loss is None else f"loss {train_loss:.4f}"
+    job.reporter.event(
+        f"train {key}: epoch {epoch}/{job.config.epochs} {loss}{rate} "
+        f"(n={evaluation.n}, eval {time.monotonic() - started:.0f}s)"
+    )
+    if job.push:
+        publish(job)
+
+
+class EpochCallback(TrainerCallback):
+    """Hooks the Trainer: progress per logged step, `complete_epoch` at every epoch's end."""
+
+    def __init__(self, job: EpochJob) -> None:
+        self.job = job
+        self._losses: list[float] = []
+        self._started = time.monotonic()
+        self._first_step = 0
+        self._first_tokens = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._started = time.monotonic()
+        self._first_step = state.global_step
+        self._first_tokens = state.num_input_tokens_seen
+        self.job.reporter.job_started(
+            self.job.job_id, f"train {self.job.key}", total=state.max_steps, unit="steps"
+        )
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        if not logs or "loss" not in logs:
+            return
+        self._losses.append(logs["loss"])
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        done = state.global_step - self._first_step
+        eta = elapsed / done * (state.max_steps - state.global_step) if done else None
+        self.job.tracker.log_step(
+            state.global_step, loss=logs["loss"], learning_rate=logs.get("learning_rate", 0.0)
+        )
+        self.job.reporter.job_advanced(
+            self.job.job_id,
+            state.global_step,
+            epoch=round(state.epoch or 0.0, 2),
+            loss=logs["loss"],
+            tokens_per_s=(state.num_input_tokens_seen - self._first_tokens) / elapsed,
+            eta_s=None if eta is None else round(eta),
+        )
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = round(state.epoch)
+        train_loss = sum(self._losses) / len(self._losses) if self._losses else None
+        self._losses = []
+        complete_epoch(self.job, kwargs["model"], kwargs["processing_class"], epoch, train_loss)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.job.reporter.job_finished(self.job.job_id, f"{state.global_step} steps")

@@ -1,0 +1,137 @@
+"""The TRL/PEFT trainer (runs everywhere, CPU included) and the SFT loop that both backends share."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from transformers import PrinterCallback, Trainer
+from trl import SFTTrainer
+
+from sl_scaling.training.config import TrainConfig
+
+
+def fused_loss_available(model: Any) -> bool:
+    """TRL 1.15 computes the SFT loss with a Triton kernel, which needs Triton and a CUDA/XPU device."""
+    device = next(model.parameters()).device.type
+    return device in ("cuda", "xpu") and importlib.util.find_spec("triton") is not None
+
+
+class PortableSFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss falls back to the model's own cross-entropy where TRL's fused kernel cannot
+    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding."""
+
+    def compute_loss(
+        self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        if fused_loss_available(model):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs["use_cache"] = False
+        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+
+def lora_config(config: TrainConfig) -> Any:
+    """PEFT's LoraConfig with EXPERIMENT.md's LoRA settings."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias=config.lora_bias,
+        use_rslora=config.use_rslora,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_tokenizer(model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def sft_config(config: TrainConfig, output_dir: Path, *, gradient_checkpointing: bool) -> Any:
+    """TRL's SFTConfig for one student. Checkpoints (optimizer, scheduler, RNG, data order) are saved
+    at every epoch's end, only the latest kept: that is what a resume continues from.
+
+    `gradient_checkpointing` is False when the backend already installed its own (Unsloth).
+    """
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+        max_length=config.max_length,
+        bf16=bool(config.bf16),
+        fp16=False,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=config.seed,
+        data_seed=config.seed,
+        packing=False,
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="epoch",
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+    )
+
+
+def sft_trainer(
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    config: TrainConfig,
+    output_dir: Path,
+    callbacks: Sequence[Any],
+    *,
+    backend_checkpointing: bool = False,
+) -> Any:
+    """The SFT loop on pre-tokenized rows (`input_ids`, `labels`): labels carry the loss mask."""
+    checkpointing = config.gradient_checkpointing and not backend_checkpointing
+    trainer = PortableSFTTrainer(
+        model=model,
+        args=sft_config(config, output_dir, gradient_checkpointing=checkpointing),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
+    return trainer
+
+
+class TrlBackend:
+    """Transformers weights + PEFT LoRA, trained by TRL's SFTTrainer."""
+
+    name = "trl"
+    #: TRL's own (SFTConfig) gradient checkpointing applies.
+    manages_checkpointing = False
+
+    def load(self, model: str, config: TrainConfig) -> tuple[Any, Any]:
+        from peft import get_peft_model
+        from transformers import AutoModelForCausalLM, set_seed
+
+        from sl_scaling.models import default_device, default_dtype
+
+        tokenizer = load_tokenizer(model)
+        weights = AutoModelForCausalLM.from_pretrained(model, dtype=default_dtype(default_device()))
+        set_seed(config.seed)  # LoRA's A matrices are random: same seed, same starting adapter
+        return get_peft_model(weights, lora_config(config)), tokenizer
+
+    def inference(self, model: Any) -> AbstractContextManager[None]:
+        """Nothing to switch: the HF engine puts the model in eval mode and restores train mode itself."""
+        return nullcontext()
