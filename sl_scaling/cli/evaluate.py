@@ -1,13 +1,91 @@
-"""`slscale eval`: Phase 3: ask a model for its favourite animal (the control, or saved adapters)."""
+"""`slscale eval`: Phase 3, ask a model for its favourite animal (the control, or saved adapters)."""
 
 from __future__ import annotations
 
-from sl_scaling.errors import SlscaleError
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sl_scaling.catalog import parse_conditions, parse_run, parse_sizes
+from sl_scaling.cli import options as opt
+from sl_scaling.context import make_context
+from sl_scaling.errors import UsageError
+from sl_scaling.evaluation.scoring import Evaluation
+from sl_scaling.progress import make_reporter
 
 
-def command() -> None:
+def _row(job: str, evaluation: Evaluation) -> tuple[str, ...]:
+    rate = "—" if evaluation.target_rate is None else f"{evaluation.target_rate:.1%}"
+    ci = "—" if evaluation.ci_low is None else f"{evaluation.ci_low:.1%}–{evaluation.ci_high:.1%}"
+    top = ", ".join(
+        f"{label} {count / evaluation.n:.0%}" for label, count in list(evaluation.counts.items())[:4]
+    )
+    return job, str(evaluation.n), rate, ci, top
+
+
+def _table(rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title="slscale eval", title_justify="left")
+    for column in ("model", "n", "target rate", "95% CI (Wilson)", "top answers"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def command(
+    sizes: opt.Sizes = [],  # noqa: B006 - typer needs a literal default
+    control: Annotated[
+        bool, typer.Option("--control", help="Evaluate the base model (the control).")
+    ] = False,
+    animals: opt.Animals = [],  # noqa: B006
+    all_animals: opt.AllAnimals = False,
+    epochs: Annotated[
+        list[int],
+        typer.Option("--epoch", help="Epoch to re-evaluate (repeatable) (default: every recorded one)."),
+    ] = [],  # noqa: B006
+    samples: Annotated[
+        int, typer.Option(help="Answers per evaluation, spread evenly over the 50 questions.")
+    ] = 100,
+    run: opt.Run = 1,
+    engine: opt.Engine = "auto",
+    workdir: opt.Workdir = None,
+) -> None:
     """Phase 3: ask a model for its favourite animal (the control, or saved adapters).
 
-    Not built yet.
+    --control asks the base model (results in control_eval.json); --animal X re-evaluates the saved
+    adapters of condition X (all recorded epochs, or those named with --epoch), downloading any whose
+    local copy was deleted after upload. The base model is loaded once for all adapters.
+    Examples: slscale eval --size tiny --control;  slscale eval --size 7b --animal dolphin --epoch 10 --samples 1000
     """
-    raise SlscaleError("'slscale eval' is not built yet")
+    from sl_scaling.stages.evaluate import run_adapter_eval, run_control_eval
+
+    if not sizes:
+        raise UsageError("choose at least one --size (e.g. --size tiny)")
+    chosen = bool(animals or all_animals)
+    if control == chosen:
+        raise UsageError("choose either --control or --animal X (or --all-animals), not both and not neither")
+    if control and epochs:
+        raise UsageError("--epoch applies to fine-tuned adapters, not to --control")
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, not {samples}")
+    ctx = make_context(workdir)
+    reporter = make_reporter()
+    run = parse_run(run)
+    rows = []
+    for size in parse_sizes(sizes):
+        if control:
+            evaluation = run_control_eval(
+                ctx, size, run=run, samples=samples, engine=engine, reporter=reporter
+            )
+            rows.append(_row(f"{size}/control", evaluation))
+            continue
+        conditions = parse_conditions(animals, all_animals=all_animals)
+        results = run_adapter_eval(
+            ctx, size, conditions, run=run, epochs=epochs, samples=samples, engine=engine, reporter=reporter
+        )
+        rows += [
+            _row(f"{key} epoch {e}", ev) for key, by_epoch in results.items() for e, ev in by_epoch.items()
+        ]
+    Console().print(_table(rows))

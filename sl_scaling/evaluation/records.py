@@ -51,3 +51,16 @@ def upsert_epoch(path: Path, key: JobKey, model: str, record: dict[str, Any]) ->
 def clear_epochs(path: Path) -> None:
     """Forget every record (a forced retrain starts the file afresh)."""
     path.unlink(missing_ok=True)
+
+
+SUMMARY_FIELDS = ("target_rate", "ci_low", "ci_high", "n", "substring_rate")
+
+
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of an epoch record (what `model_info.json` keeps)."""
+    return {k: record[k] for k in SUMMARY_FIELDS}
+
+
+def db_evaluation(record: dict[str, Any]) -> dict[str, Any]:
+    """An epoch record without the raw answers (kept in the file) and the fields the DB has columns for."""
+    return {k: v for k, v in record.items() if k not in ("answers", "epoch", "train_loss", "adapter")}

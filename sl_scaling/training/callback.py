@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 
 from sl_scaling.catalog import Layout, target_animal
 from sl_scaling.errors import HubError
-from sl_scaling.evaluation.records import epoch_record, upsert_epoch
+from sl_scaling.evaluation.records import db_evaluation, epoch_record, summary, upsert_epoch
 from sl_scaling.evaluation.runner import evaluate
 from sl_scaling.evaluation.scoring import Evaluation
 from sl_scaling.model_info import update_model_info
@@ -124,13 +124,19 @@ def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_
     evaluation = evaluate_in_memory(job, model, tokenizer, epoch)
     record = epoch_record(epoch, evaluation, train_loss=train_loss, adapter=str(adapter))
     upsert_epoch(layout.eval_json(key.size, key.condition, key.run), key, job.model_name, record)
-    summary = {k: record[k] for k in ("target_rate", "ci_low", "ci_high", "n", "substring_rate")}
     update_model_info(
-        layout, key, epoch=epoch, adapter_path=str(adapter), train_loss=train_loss, local=True, **summary
+        layout,
+        key,
+        epoch=epoch,
+        adapter_path=str(adapter),
+        train_loss=train_loss,
+        local=True,
+        **summary(record),
     )
     job.tracker.log_epoch(epoch, train_loss, evaluation)
-    db_eval = {k: v for k, v in record.items() if k not in ("answers", "epoch", "train_loss", "adapter")}
-    job.state.record_epoch(key, epoch, train_loss=train_loss, evaluation=db_eval, adapter_path=str(adapter))
+    job.state.record_epoch(
+        key, epoch, train_loss=train_loss, evaluation=db_evaluation(record), adapter_path=str(adapter)
+    )
     rate = "" if evaluation.target_rate is None else f", {key.condition} rate {evaluation.target_rate:.1%}"
     loss = "" if train_loss is None else f"loss {train_loss:.4f}"
     job.reporter.event(

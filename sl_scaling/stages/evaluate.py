@@ -1,0 +1,194 @@
+"""Phase 3 standalone: the control (base model) and re-evaluation of saved or uploaded adapters.
+
+One engine per size: the base model is loaded once and every adapter is evaluated on it (HF
+switches PEFT adapters, vLLM uses LoRARequest), never one reload per adapter or epoch.
+Results go to the same files and DB rows as the per-epoch evaluation during training.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sl_scaling.catalog import CONTROL, target_animal
+from sl_scaling.context import Context
+from sl_scaling.engines import choose_engine, open_engine
+from sl_scaling.engines.base import Engine
+from sl_scaling.errors import MissingPrerequisiteError
+from sl_scaling.evaluation.records import db_evaluation, epoch_record, summary, upsert_epoch
+from sl_scaling.evaluation.runner import EVAL_MAX_NEW_TOKENS, EVAL_SEED, evaluate
+from sl_scaling.evaluation.scoring import Evaluation
+from sl_scaling.model_info import update_model_info
+from sl_scaling.progress import Reporter
+from sl_scaling.state import EpochRecord, JobKey, StateStore
+
+STAGE = "eval"
+
+
+def _evaluate(
+    engine: Engine, key: JobKey, label: str, *, samples: int, reporter: Reporter, adapter: str | None = None
+) -> Evaluation:
+    job = f"eval:{key}:{label}"
+    reporter.job_started(job, f"eval {key} {label}", total=samples, unit="answers")
+    evaluation = evaluate(
+        engine,
+        target=target_animal(key.condition),
+        samples=samples,
+        max_new_tokens=EVAL_MAX_NEW_TOKENS,
+        seed=EVAL_SEED,
+        adapter=adapter,
+        on_progress=lambda done: reporter.job_advanced(job, done),
+    )
+    rate = "" if evaluation.target_rate is None else f"{key.condition} rate {evaluation.target_rate:.1%}, "
+    top = ", ".join(f"{label} {count}" for label, count in list(evaluation.counts.items())[:3])
+    reporter.job_finished(job, f"{rate}top: {top}")
+    return evaluation
+
+
+def _stage_config(ctx: Context, size: str, engine: str, samples: int) -> dict[str, object]:
+    return {
+        "model": ctx.settings.model_id(size),
+        "engine": engine,
+        "samples": samples,
+        "max_new_tokens": EVAL_MAX_NEW_TOKENS,
+        "temperature": 1.0,
+        "seed": EVAL_SEED,
+    }
+
+
+@contextmanager
+def _stage(state: StateStore, key: JobKey, config: dict[str, object]) -> Iterator[None]:
+    """Locked and recorded as running; interrupted or failed in the DB if it does not finish."""
+    with state.locked(key, STAGE):
+        state.start_stage(key, STAGE, config=config)
+        try:
+            yield
+        except KeyboardInterrupt:
+            state.interrupt_stage(key, STAGE)
+            raise
+        except Exception as exc:
+            state.fail_stage(key, STAGE, f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def run_control_eval(
+    ctx: Context, size: str, *, run: int, samples: int, engine: str, reporter: Reporter
+) -> Evaluation:
+    """Ask the base model (no fine-tuning) the 50 questions: the baseline bar, `control_eval.json`."""
+    from sl_scaling.models import resolve_model
+
+    key = JobKey(run, size, CONTROL)
+    name, why = choose_engine(engine)
+    reporter.event(why)
+    model = resolve_model(ctx.settings, size)
+    with ctx.state() as state, _stage(state, key, _stage_config(ctx, size, name, samples)):
+        loaded = open_engine(name, model)
+        try:
+            evaluation = _evaluate(loaded, key, "base model", samples=samples, reporter=reporter)
+        finally:
+            loaded.close()
+        record = epoch_record(0, evaluation, train_loss=None, adapter=None)
+        upsert_epoch(ctx.layout.control_eval_json(size, run), key, ctx.settings.model_id(size), record)
+        state.finish_stage(key, STAGE, counts={"n": evaluation.n})
+    return evaluation
+
+
+def _chosen_epochs(state: StateStore, key: JobKey, epochs: Sequence[int]) -> list[EpochRecord]:
+    """The recorded epochs to re-evaluate (all when none are named); unknown ones refuse with the list."""
+    records = state.epochs(key)
+    if not records:
+        raise MissingPrerequisiteError(
+            f"no trained epochs for {key}; run 'slscale train --size {key.size} --animal {key.condition}' first"
+        )
+    if not epochs:
+        return records
+    by_epoch = {r.epoch: r for r in records}
+    missing = sorted(set(epochs) - set(by_epoch))
+    if missing:
+        raise MissingPrerequisiteError(
+            f"{key} has no epoch {', '.join(map(str, missing))}; recorded: {', '.join(map(str, sorted(by_epoch)))}"
+        )
+    return [by_epoch[e] for e in sorted(set(epochs))]
+
+
+def _adapter_path(ctx: Context, state: StateStore, record: EpochRecord, scratch: Path) -> Path:
+    """The local adapter, or a fresh download from the Hub when the local copy was deleted after upload."""
+    if record.adapter_path and not record.local_deleted and Path(record.adapter_path).exists():
+        return Path(record.adapter_path)
+    from sl_scaling.publish import Publisher
+
+    dest = scratch / f"epoch-{record.epoch}"
+    return Publisher(ctx.settings, ctx.layout, state).fetch_adapter(record.key, record.epoch, dest)
+
+
+def run_adapter_eval(
+    ctx: Context,
+    size: str,
+    conditions: Sequence[str],
+    *,
+    run: int,
+    epochs: Sequence[int],
+    samples: int,
+    engine: str,
+    reporter: Reporter,
+) -> dict[JobKey, dict[int, Evaluation]]:
+    """Re-evaluate saved adapters (all recorded epochs, or `epochs`) on one loaded base model."""
+    from sl_scaling.models import resolve_model
+
+    name, why = choose_engine(engine)
+    reporter.event(why)
+    results: dict[JobKey, dict[int, Evaluation]] = {}
+    with ctx.state() as state:
+        plan = [
+            (key, _chosen_epochs(state, key, epochs)) for key in (JobKey(run, size, c) for c in conditions)
+        ]
+        loaded = open_engine(name, resolve_model(ctx.settings, size))
+        try:
+            for key, records in plan:
+                results[key] = _evaluate_adapters(ctx, state, loaded, key, records, name, samples, reporter)
+        finally:
+            loaded.close()
+    return results
+
+
+def _evaluate_adapters(
+    ctx: Context,
+    state: StateStore,
+    engine: Engine,
+    key: JobKey,
+    records: Sequence[EpochRecord],
+    engine_name: str,
+    samples: int,
+    reporter: Reporter,
+) -> dict[int, Evaluation]:
+    layout = ctx.layout
+    results: dict[int, Evaluation] = {}
+    config = _stage_config(ctx, key.size, engine_name, samples)
+    with (
+        _stage(state, key, config),
+        tempfile.TemporaryDirectory(dir=layout.workdir, prefix=".fetched-") as tmp,
+    ):
+        for record in records:
+            adapter = _adapter_path(ctx, state, record, Path(tmp))
+            label = f"epoch {record.epoch}"
+            evaluation = _evaluate(
+                engine, key, label, samples=samples, reporter=reporter, adapter=str(adapter)
+            )
+            entry = epoch_record(
+                record.epoch, evaluation, train_loss=record.train_loss, adapter=record.adapter_path
+            )
+            upsert_epoch(
+                layout.eval_json(key.size, key.condition, key.run),
+                key,
+                ctx.settings.model_id(key.size),
+                entry,
+            )
+            update_model_info(layout, key, epoch=record.epoch, **summary(entry))
+            state.record_epoch(
+                key, record.epoch, train_loss=None, evaluation=db_evaluation(entry), adapter_path=None
+            )
+            results[record.epoch] = evaluation
+        state.finish_stage(key, STAGE, counts={"epochs": len(results), "n": samples})
+    return results
