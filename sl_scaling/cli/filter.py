@@ -19,17 +19,22 @@ from sl_scaling.stages.filtering import FilterSummary, NothingKeptError, run_fil
 #: Short column headers for the reject reasons (the table must fit an 80-column terminal).
 REASON_HEADERS = {
     "invalid format": "invalid",
-    "too many numbers": "too many",
-    "numbers too small": "too small",
-    "numbers too large": "too large",
+    "too many numbers": ">10",
+    "numbers too small": "<0",
+    "numbers too large": ">999",
     "has banned numbers": "banned",
 }
 
 
 def summary_table(summaries: list[FilterSummary]) -> Table:
     """One row per condition: rows, how many passed, kept, and how many rows each reject reason removed."""
-    table = Table(title="slscale filter", title_justify="left")
-    table.add_column("job")
+    table = Table(
+        title="slscale filter",
+        title_justify="left",
+        caption="reject reasons: " + ", ".join(f"{h} = {r}" for r, h in REASON_HEADERS.items() if h != r),
+        caption_justify="left",
+    )
+    table.add_column("job", no_wrap=True, min_width=max((len(str(s.key)) for s in summaries), default=3))
     for column in ("rows", "passed", "kept", *(REASON_HEADERS[reason] for reason in REASONS)):
         table.add_column(column, justify="right")
     for s in summaries:
