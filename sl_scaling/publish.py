@@ -218,11 +218,12 @@ class Publisher:
             folder = Path(tmp)
             (folder / CARD).write_text(self._card(item), encoding="utf-8")
             if item.kind == DATASET:
-                (folder / DATASET_DATA_FILE).parent.mkdir(parents=True)
-                os.symlink(item.local_path.resolve(), folder / DATASET_DATA_FILE)
+                sources = {DATASET_DATA_FILE: item.local_path}
             else:
-                for name in item.files[1:]:
-                    os.symlink((item.local_path / name).resolve(), folder / name)
+                sources = {name: item.local_path / name for name in item.files if name != CARD}
+            for name, source in sources.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(source.resolve(), folder / name)
             yield folder
 
     def _card(self, item: PlannedUpload) -> str:

@@ -9,7 +9,7 @@ Routes (read from huggingface_hub's own source, so the real client code runs unc
 - `HEAD|GET /[{type}s/]{repo}/resolve/{rev}/{path}` (file download)
 
 Everything received is kept in memory (`repos`, `requests`) for tests to assert on. `fail_next` injects
-faults into the next matching requests: an HTTP status (500, 401, 429…) or a dropped connection.
+faults into the next requests matching a path or body substring: an HTTP status (500, 401, 429…) or a dropped connection.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Repo:
 class Fault:
     action: str | int  # an HTTP status code, or DROP
     remaining: int
-    path_contains: str | None
+    matching: str | None  # only requests whose path or body contains this
 
 
 class HubStub:
@@ -83,7 +83,7 @@ class HubStub:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def endpoint(self) -> str:
@@ -106,10 +106,10 @@ class HubStub:
 
     # --- for tests -----------------------------------------------------------------------------
 
-    def fail_next(self, count: int, action: str | int = 500, *, path_contains: str | None = None) -> None:
-        """The next `count` requests (whose path contains `path_contains`) answer `action` instead."""
+    def fail_next(self, count: int, action: str | int = 500, *, matching: str | None = None) -> None:
+        """The next `count` requests (whose path or body contains `matching`) answer `action` instead."""
         with self._lock:
-            self._faults.append(Fault(action, count, path_contains))
+            self._faults.append(Fault(action, count, matching))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -121,10 +121,12 @@ class HubStub:
     def commits(self) -> list[Commit]:
         return [commit for repo in self.repos.values() for commit in repo.commits]
 
-    def _take_fault(self, path: str) -> str | int | None:
+    def _take_fault(self, path: str, body: bytes) -> str | int | None:
         with self._lock:
             for fault in self._faults:
-                if fault.remaining > 0 and (fault.path_contains is None or fault.path_contains in path):
+                if fault.remaining > 0 and (
+                    fault.matching is None or fault.matching in path or fault.matching.encode() in body
+                ):
                     fault.remaining -= 1
                     return fault.action
         return None
@@ -205,7 +207,7 @@ def _handler_for(stub: HubStub) -> type[BaseHTTPRequestHandler]:
             stub.requests.append((method, path))
             if auth := self.headers.get("Authorization"):
                 stub.authorizations.add(auth)
-            fault = stub._take_fault(path)
+            fault = stub._take_fault(path, body)
             if fault == DROP:
                 self.close_connection = True
                 return

@@ -75,7 +75,7 @@ def test_uploading_again_to_an_existing_repo_works(hub: HubStub, folder: Path) -
 @pytest.mark.parametrize("fault", [500, 502, 429, DROP])
 def test_transient_failures_are_retried(hub: HubStub, folder: Path, fault: str | int) -> None:
     retries: list[str] = []
-    hub.fail_next(2, fault, path_contains="/api/repos/create")
+    hub.fail_next(2, fault, matching="/api/repos/create")
 
     commit = upload(make_hub(retries), folder)
 
@@ -85,7 +85,7 @@ def test_transient_failures_are_retried(hub: HubStub, folder: Path, fault: str |
 
 
 def test_a_failed_commit_is_retried_by_huggingface_hub_itself(hub: HubStub, folder: Path) -> None:
-    hub.fail_next(1, 503, path_contains="/commit/")
+    hub.fail_next(1, 503, matching="/commit/")
 
     upload(make_hub(), folder)
 
@@ -117,7 +117,7 @@ def test_unreachable_hub_is_a_transient_error(folder: Path) -> None:
 def test_auth_errors_are_not_retried_and_say_how_to_fix(
     hub: HubStub, folder: Path, status: int, path: str
 ) -> None:
-    hub.fail_next(1, status, path_contains=path)
+    hub.fail_next(1, status, matching=path)
     retries: list[str] = []
 
     with pytest.raises(HubAuthError) as caught:

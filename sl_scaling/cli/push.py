@@ -69,12 +69,10 @@ def command(
         result = publisher.publish(items=items)
 
     uploaded = [{**item.to_json(), "url": info.url, "commit": info.commit} for item, info in result.uploaded]
-    _say(
-        console,
-        as_json,
-        uploaded,
-        f"published {len(uploaded)} repo(s); {len(result.deleted)} local epoch adapter(s) deleted",
-    )
+    if uploaded or result.ok:
+        deleted = len(result.deleted)
+        message = f"published {len(uploaded)} repo(s); {deleted} local epoch adapter(s) deleted"
+        _say(console, as_json, uploaded, message)
     if result.failed is not None:
         error = result.failed[1]
         still = 1 + len(result.not_attempted)
