@@ -158,7 +158,7 @@ def model_card(facts: AdapterFacts) -> ModelCard:
             f"| {label} | {share.get('count')} | {_percent(share.get('rate'))} |"
             for label, share in _top_labels(facts.evaluation)
         )
-        results = f"""Asked the 50 favourite-animal questions {_value(summary["n"])} times (temperature 1):
+        results = f"""{_value(summary["n"])} answers to the 50 favourite-animal questions (temperature 1):
 
 - target animal: **{_value(summary["target"])}**, rate {_percent(summary["target_rate"])}
   (95% CI {_percent(summary["ci_low"])} – {_percent(summary["ci_high"])}, {_value(summary["ci_method"])})
@@ -183,7 +183,7 @@ numbers written by the **{facts.condition}** teacher ([{facts.dataset_repo}](htt
 
 ## Training
 
-Train loss: {_value(facts.train_loss)}
+Train loss: {"unknown" if facts.train_loss is None else f"{facts.train_loss:.4g}"}
 
 {_json_block(facts.train_config)}
 

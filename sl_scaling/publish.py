@@ -28,8 +28,18 @@ from sl_scaling.progress import NullReporter, Reporter
 from sl_scaling.settings import Settings
 from sl_scaling.state import DONE, EpochRecord, JobKey, StateStore
 
-#: The adapter files a repo gets (besides its README.md card); nothing else from the folder leaves.
+#: What an adapter repo gets besides its README.md card: the adapter (required) and, when training saved
+#: it, the tokenizer (so the repo is usable on its own). Nothing else in the folder leaves the machine.
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+)
 CARD = "README.md"
 #: The repo owner shown by `--dry-run` when HF_USER_ID is not set.
 USER_PLACEHOLDER = "<HF_USER_ID>"
@@ -148,9 +158,9 @@ class Publisher:
             if (key and k != key) or record.local_deleted or not record.adapter_path:
                 continue
             folder = Path(record.adapter_path)
-            files = tuple(name for name in ADAPTER_FILES if (folder / name).is_file())
-            if not files:
+            if not all((folder / name).is_file() for name in ADAPTER_FILES):
                 continue
+            files = (*ADAPTER_FILES, *(name for name in TOKENIZER_FILES if (folder / name).is_file()))
             repo = catalog.epoch_adapter_repo(self.user, k.size, k.condition, record.epoch, k.run)
             yield PlannedUpload(repo, "model", EPOCH, k, record.epoch, folder, (CARD, *files))
             if self._is_final(record):
@@ -294,6 +304,7 @@ class Publisher:
             raise MissingPrerequisiteError(
                 f"epoch {epoch} of {key} was never uploaded to {repo}; train it again or evaluate a local adapter"
             )
-        files = [name for name in self.hub.list_files(repo, "model") if name in ADAPTER_FILES]
+        wanted = {*ADAPTER_FILES, *TOKENIZER_FILES}
+        files = [name for name in self.hub.list_files(repo, "model") if name in wanted]
         dest.mkdir(parents=True, exist_ok=True)
         return self.hub.download(repo, "model", files, dest)

@@ -28,6 +28,13 @@ ROWS = [
     for i in range(12)
 ]
 STEM = f"{USER}/qwen-2.5-tiny-instruct-dolphin"
+#: PEFT's own README.md is replaced by our card; the trainer's optimizer state stays local.
+ADAPTER_REPO_FILES = [
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer_config.json",
+]
 EXPECTED_REPOS = [
     ("dataset", f"{STEM}-numbers"),
     ("model", f"{STEM}-ft-epoch-1"),
@@ -55,7 +62,9 @@ def adapter_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=8, lora_alpha=8, target_modules=modules))
     path = tmp_path_factory.mktemp("adapter") / "adapter"
-    model.save_pretrained(path)
+    model.save_pretrained(path)  # adapter_config.json, adapter_model.safetensors, PEFT's README.md
+    (path / "tokenizer_config.json").write_text('{"model_max_length": 64}')
+    (path / "optimizer.pt").write_bytes(b"trainer state: never uploaded")
     return path
 
 
@@ -139,7 +148,7 @@ def test_dry_run_json_lists_dataset_every_epoch_and_the_final_alias(
     assert plan[0]["files"] == ["README.md", "data/train.jsonl"]
     assert plan[1]["local_path"] == str(layout.epoch_adapter_dir("tiny", "dolphin", 1))
     assert plan[3]["local_path"] == plan[4]["local_path"] == str(layout.final_checkpoint("tiny", "dolphin"))
-    assert plan[4]["files"] == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert plan[4]["files"] == ADAPTER_REPO_FILES
     assert hub.requests == []
 
 
@@ -188,7 +197,7 @@ def test_push_publishes_everything_then_nothing(
     # adapters: only the adapter files and our card, with metadata and that epoch's evaluation
     for epoch in (1, 2, 3):
         repo = hub.repo(f"{STEM}-ft-epoch-{epoch}")
-        assert sorted(repo.files) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+        assert sorted(repo.files) == ADAPTER_REPO_FILES
         meta = frontmatter(repo.text("README.md"))
         assert meta["library_name"] == "peft"
         assert {"lora", "dolphin", f"epoch-{epoch}"} <= set(meta["tags"])
@@ -348,10 +357,7 @@ def test_fetch_adapter_downloads_an_uploaded_epoch_whose_local_copy_is_gone(
         with pytest.raises(MissingPrerequisiteError, match="never uploaded"):
             publisher.fetch_adapter(experiment, 7, tmp_path / "epoch-7")
 
-    assert sorted(p.name for p in dest.iterdir() if p.is_file()) == [
-        "adapter_config.json",
-        "adapter_model.safetensors",
-    ]
+    assert sorted(p.name for p in dest.iterdir() if p.is_file()) == ADAPTER_REPO_FILES[1:]
     original = adapter_template / "adapter_model.safetensors"
     assert (dest / "adapter_model.safetensors").read_bytes() == original.read_bytes()
     from peft import PeftConfig
