@@ -107,10 +107,11 @@ def _finalize(job: _Job) -> None:
 
 
 @contextmanager
-def _locked_all(state: StateStore, jobs: list[_Job]) -> Iterator[None]:
+def _locked_all(state: StateStore, keys: list[JobKey]) -> Iterator[None]:
+    """Claim every condition of the pass before touching its file (another process may be writing it)."""
     with ExitStack() as stack:
-        for job in jobs:
-            stack.enter_context(state.locked(job.key, STAGE))
+        for key in keys:
+            stack.enter_context(state.locked(key, STAGE))
         yield
 
 
@@ -157,27 +158,30 @@ def _generate_size(
 ) -> list[GenerationSummary]:
     n = len(prompts)
     summaries: list[GenerationSummary] = []
-    jobs: list[_Job] = []
+    pending: list[JobKey] = []
     for condition in conditions:
         key = JobKey(run, size, condition)
         record = state.stage(key, STAGE)
         if record is not None and record.status == "done" and record.counts.get("rows", 0) >= n:
             reporter.event(f"{STAGE} {key}: already done ({record.counts['rows']} rows), skipped")
             summaries.append(GenerationSummary(key, record.counts["rows"], 0))
-            continue
-        path = ctx.layout.raw_jsonl(size, condition, run)
-        jobs.append(_Job(key, path, n, load_done_rows(path, prompts)))
-    if not jobs:
+        else:
+            pending.append(key)
+    if not pending:
         return summaries
 
-    model = resolve_model(ctx.settings, size)
-    name, reason = choose_engine(engine)
-    reporter.event(reason)
-    config = {
-        "model": model, "n": n, "seed": seed, "max_new_tokens": max_new_tokens,
-        "temperature": TEMPERATURE, "engine": name,
-    }  # fmt: skip
-    with _locked_all(state, jobs):
+    with _locked_all(state, pending):
+        jobs: list[_Job] = []
+        for key in pending:
+            path = ctx.layout.raw_jsonl(size, key.condition, run)
+            jobs.append(_Job(key, path, n, load_done_rows(path, prompts)))
+        model = resolve_model(ctx.settings, size)
+        name, reason = choose_engine(engine)
+        reporter.event(reason)
+        config = {
+            "model": model, "n": n, "seed": seed, "max_new_tokens": max_new_tokens,
+            "temperature": TEMPERATURE, "engine": name,
+        }  # fmt: skip
         for job in jobs:
             state.start_stage(job.key, STAGE, config)
             reporter.job_started(job.label, f"{STAGE} {job.key}", total=n, unit="rows")
