@@ -20,6 +20,7 @@ from typing import TypeVar
 import httpx
 from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from huggingface_hub.utils import logging as hf_logging
 
 from sl_scaling.errors import HubAuthError, HubError
@@ -56,7 +57,6 @@ class Hub:
         self,
         settings: Settings,
         *,
-        sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._token = settings.hf_token.get_secret_value() if settings.hf_token else None
@@ -65,7 +65,6 @@ class Hub:
         self.attempts = settings.hub_attempts
         self.first_wait_s = settings.hub_retry_wait_s
         self.api = HfApi(endpoint=self.endpoint, token=self._token)
-        self._sleep = sleep
         self._on_retry = on_retry
 
     def repo_url(self, repo_id: str, repo_type: str) -> str:
@@ -130,7 +129,7 @@ class Hub:
         wait = self.first_wait_s
         for attempt in range(1, self.attempts + 1):
             try:
-                with _quiet_hub_logs():
+                with _quiet_hub():
                     return operation()
             except Exception as exc:
                 error = self._classify(what, exc)
@@ -138,7 +137,7 @@ class Hub:
                     raise error from None
                 if self._on_retry:
                     self._on_retry(f"{error}; retrying in {wait:g}s ({attempt}/{self.attempts})")
-                self._sleep(wait)
+                time.sleep(wait)
                 wait = min(MAX_WAIT_S, wait * 2)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -187,12 +186,19 @@ def _first_line(text: str) -> str:
 
 
 @contextmanager
-def _quiet_hub_logs() -> Iterator[None]:
-    """huggingface_hub logs every retry as a warning; we report retries ourselves, in one line each."""
+def _quiet_hub() -> Iterator[None]:
+    """Silence huggingface_hub's own retry warnings and terminal progress display while we work.
+
+    We report retries ourselves (one line each) and our live dashboard owns the terminal.
+    """
     logger = hf_logging.get_logger("huggingface_hub")
     level = logger.level
+    bars_were_disabled = are_progress_bars_disabled()
     logger.setLevel(hf_logging.ERROR)
+    disable_progress_bars()
     try:
         yield
     finally:
         logger.setLevel(level)
+        if not bars_were_disabled:
+            enable_progress_bars()
