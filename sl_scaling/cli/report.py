@@ -15,6 +15,7 @@ from sl_scaling.errors import UsageError
 from sl_scaling.report import Options, build_report, default_sizes
 from sl_scaling.report.render import p_text, pp, verdict
 
+BOOTSTRAP_SCHEMES = ("questions", "questions+answers")
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:\.\.|-)\s*(\d+)\s*$")
 
 
@@ -51,6 +52,14 @@ def command(
         int | None,
         typer.Option("--epoch", min=1, help="Students' epoch to compare [default: the last one evaluated]."),
     ] = None,
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            "--bootstrap",
+            help="Bootstrap unit: 'questions' (each drawn question brings its answers) or "
+            "'questions+answers' (answers resampled again within questions: conservative).",
+        ),
+    ] = "questions",
     workdir: opt.Workdir = None,
 ) -> None:
     """The scaling-law analysis: confusion matrices, lift per animal with bootstrap intervals, a permutation
@@ -59,9 +68,16 @@ def command(
     Default sizes: the six real sizes if any has evaluations (those without are listed as missing), plus
     tiny if it has evaluations.
     """
+    if bootstrap not in BOOTSTRAP_SCHEMES:
+        raise UsageError(f"unknown --bootstrap '{bootstrap}'; valid: {', '.join(BOOTSTRAP_SCHEMES)}")
     ctx = make_context(workdir)
     chosen = parse_sizes(sizes) if sizes else default_sizes(ctx.layout)
-    files, analysis = build_report(ctx.layout, chosen, parse_runs(run), Options(epoch=epoch))
+    files, analysis = build_report(
+        ctx.layout,
+        chosen,
+        parse_runs(run),
+        Options(epoch=epoch, resample_answers=bootstrap == "questions+answers"),
+    )
     console = Console(highlight=False, soft_wrap=True)
     for result in analysis.sizes:
         c = result.contrast

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, NEUTRAL, SIZE_PARAMS_B
+from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, NEUTRAL, SIZE_PARAMS_B, SIZES
 from sl_scaling.report.data import LABELS, ROWS, EvalRecord, Grid
 from sl_scaling.report.stats import (
     PermutationResult,
@@ -32,6 +32,12 @@ class Options:
     n_perm: int = 5000
     seed: int = 20240917
     epoch: int | None = None
+    #: Also resample answers within each drawn question (two-stage; conservative, see docs/report.md).
+    resample_answers: bool = False
+
+    @property
+    def bootstrap_scheme(self) -> str:
+        return "questions+answers" if self.resample_answers else "questions"
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,9 @@ def _matrices(
         for j, row in enumerate(rows):
             if row in records:
                 point[ri, j] = records[row].shares
-                boot[ri, :, j] = bootstrap_rates(records[row].answers, draws, K, rng)
+                boot[ri, :, j] = bootstrap_rates(
+                    records[row].answers, draws, K, rng, resample_answers=opts.resample_answers
+                )
                 n[row].append(records[row].n)
     return rows, point, boot, n
 
@@ -283,7 +291,11 @@ def target_curves(
                     continue
                 draws = draw_questions(np.unique(record.answers.questions), opts.n_boot, rng)
                 rates[run] = float(record.shares[label])
-                boots.append(bootstrap_label_rate(record.answers, label, draws, rng))
+                boots.append(
+                    bootstrap_label_rate(
+                        record.answers, label, draws, rng, resample_answers=opts.resample_answers
+                    )
+                )
             low, high = percentile_ci(_nanmean(np.stack(boots), axis=0))
             rate = float(np.mean(list(rates.values())))
             points.append(CurvePoint(size, animal, epoch, rate, float(low), float(high), rates))
@@ -316,14 +328,15 @@ def find_missing(grid: Grid, result: SizeResult) -> list[Missing]:
 
 
 def analyse(grid: Grid, sizes: list[str], runs: list[int] | None, opts: Options) -> Analysis:
-    """The whole report's numbers; seeded, so the same files give the same report."""
-    rng = np.random.default_rng(opts.seed)
+    """The whole report's numbers; seeded per size, so the same files give the same report."""
     results, curves, missing = [], [], []
     for size in sorted(sizes, key=lambda s: SIZE_PARAMS_B[s]):
         size_runs = runs if runs is not None else grid.runs(size)
         if not size_runs or not any(r in grid.runs(size) for r in size_runs):
             missing.append(Missing(size, None, "no evaluation data"))
             continue
+        # One stream per size: a size's numbers do not change when other sizes join the report.
+        rng = np.random.default_rng([opts.seed, SIZES.index(size)])
         result = analyse_size(grid, size, size_runs, opts, rng)
         results.append(result)
         curves.extend(target_curves(grid, size, size_runs, opts, rng))

@@ -103,11 +103,10 @@ def methods_text(analysis: Analysis) -> list[str]:
         "- **Own − others** (the contrast): mean over students of each student's rate for its own animal "
         "minus the mean of the other students' rates for that animal (diagonal minus off-diagonal of the "
         "students × animals matrix). It needs neither the neutral student nor the control.",
-        f"- **Confidence intervals ({LEVEL:.0%})**: two-stage percentile bootstrap, {opts.n_boot:,} replicates. "
-        "Unit: the question, then the answer. Each replicate resamples the questions with replacement, "
-        "then each drawn question's answers with replacement; the same question draws are used for every "
-        "model of a size and run, so differences between models are paired by question. Resampling both "
-        "stages makes the intervals slightly wide (conservative) when there are few answers per question.",
+        f"- **Confidence intervals ({LEVEL:.0%})**: percentile bootstrap, {opts.n_boot:,} replicates, "
+        + bootstrap_text(opts.resample_answers)
+        + " The same question draws are used for every model of a size and run, so differences between "
+        "models (lifts, contrasts) are paired by question.",
         f"- **Test of the per-size effect**: one-sided permutation test of the contrast, {opts.n_perm:,} "
         "random permutations (all of them, exactly, when there are few students). Unit: the student — "
         "the rows of the students × animals matrix are shuffled, i.e. which animal each student was "
@@ -125,6 +124,22 @@ def methods_text(analysis: Analysis) -> list[str]:
         f"- Seeded (seed {opts.seed}): the same evaluation files give the same report.",
         "",
     ]
+
+
+def bootstrap_text(resample_answers: bool) -> str:
+    """What one bootstrap replicate does, and its unit, in words."""
+    if resample_answers:
+        return (
+            "two-stage: unit the question, then the answer. Each replicate resamples the 50 questions with "
+            "replacement, then each drawn question's answers with replacement. This counts the answer noise "
+            "twice (it is already in each question's answers), so the intervals are conservative: wider than "
+            "95% when there are several answers per question."
+        )
+    return (
+        "unit: the question. Each replicate resamples the questions with replacement, and every drawn "
+        "question brings all of its answers (they carry the answer-sampling noise with them). Resampling "
+        "answers again within questions would count that noise twice ('--bootstrap questions+answers')."
+    )
 
 
 def summary_table(analysis: Analysis) -> list[str]:
@@ -338,6 +353,7 @@ def report_json(analysis: Analysis, grid: Grid, generated_at: str) -> dict[str, 
             "generated_at": generated_at,
             "options": {
                 "n_bootstrap": opts.n_boot,
+                "bootstrap": opts.bootstrap_scheme,
                 "n_permutations": opts.n_perm,
                 "seed": opts.seed,
                 "epoch": opts.epoch,
@@ -346,8 +362,8 @@ def report_json(analysis: Analysis, grid: Grid, generated_at: str) -> dict[str, 
             },
             "methods": {
                 "rates": "share of a model's answers; lifts and contrasts are differences of rates",
-                "confidence_intervals": "two-stage percentile bootstrap: questions, then answers within "
-                "question, with replacement; question draws shared by the models of a size and run",
+                "confidence_intervals": f"percentile bootstrap, scheme '{opts.bootstrap_scheme}': "
+                + bootstrap_text(opts.resample_answers),
                 "test": "one-sided permutation test of own-minus-others (diagonal minus off-diagonal mean); "
                 "unit: the student (row labels of the students x animals matrix shuffled); Holm across sizes",
                 "replicates": "pooled as the mean over runs; with >= 2 runs the run is the unit: t interval "

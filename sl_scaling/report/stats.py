@@ -1,9 +1,9 @@
 """The report's statistics, numpy only and vectorised so that simulations of whole grids take seconds.
 
 Units, stated once because the report states them too:
-- bootstrap: resample *questions* with replacement, then *answers within each drawn question* with
-  replacement (a two-stage bootstrap; the same question draws are shared by every model of one size and
-  run, so differences between models are paired by question);
+- bootstrap: resample *questions* with replacement; each drawn question brings its answers (optionally
+  resampled within the question too: the two-stage scheme). The same question draws are shared by every
+  model of one size and run, so differences between models are paired by question;
 - permutation test: the unit is the *student*: the row labels of the students × their-animals matrix are
   shuffled (which animal each student was trained for);
 - replicate runs: the *run* is the unit of the between-run spread (mean ± sd, t interval over runs).
@@ -43,59 +43,77 @@ class Answers:
 
 
 def draw_questions(pool: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Stage one: `n_boot` resamples (with replacement) of the question pool, shape (n_boot, len(pool))."""
+    """Resamples (with replacement) of the question pool, shape (n_boot, len(pool))."""
     return pool[rng.integers(0, pool.size, size=(n_boot, pool.size))]
 
 
-def bootstrap_counts(
-    answers: Answers, question_draws: np.ndarray, n_labels: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stage two: for every drawn question, resample that question's answers with replacement.
-
-    Returns label counts (n_boot, n_labels) and answer totals (n_boot,). A drawn question this evaluation
-    never asked contributes nothing, so evaluations of different lengths can share one set of draws.
-    """
-    n_boot = question_draws.shape[0]
-    order = np.argsort(answers.questions, kind="stable")
-    sorted_labels = answers.labels[order]
+def _per_question(answers: Answers, question_draws: np.ndarray, n_labels: int) -> np.ndarray:
+    """Label counts per question index (size, n_labels), covering every index the draws may name."""
     size = max(int(question_draws.max(initial=0)), int(answers.questions.max(initial=0))) + 1
-    per_question = np.bincount(answers.questions, minlength=size)
-    start = np.concatenate(([0], np.cumsum(per_question)[:-1]))
+    table = np.zeros((size, n_labels), dtype=np.int64)
+    np.add.at(table, (answers.questions, answers.labels), 1)
+    return table
+
+
+def bootstrap_counts(
+    answers: Answers,
+    question_draws: np.ndarray,
+    n_labels: int,
+    rng: np.random.Generator,
+    *,
+    resample_answers: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label counts (n_boot, n_labels) and answer totals (n_boot,) of each bootstrap replicate.
+
+    Every drawn question contributes its answers: as they were (the default: the question is the unit and
+    its answers travel with it, which already carries their sampling noise), or, with `resample_answers`,
+    resampled with replacement within the question (the two-stage scheme; that counts the answer noise
+    twice, so its intervals are wider than nominal; see docs/report.md for the measured coverage).
+    A drawn question this evaluation never asked contributes nothing, so evaluations of different
+    lengths can share one set of draws.
+    """
+    table = _per_question(answers, question_draws, n_labels)
+    per_question = table.sum(axis=1)
     drawn_n = per_question[question_draws]  # (n_boot, Q)
-    flat_q = np.repeat(question_draws.ravel(), drawn_n.ravel())
-    flat_b = np.repeat(np.repeat(np.arange(n_boot), question_draws.shape[1]), drawn_n.ravel())
-    picks = start[flat_q] + (rng.random(flat_q.size) * per_question[flat_q]).astype(np.int64)
-    counts = np.bincount(flat_b * n_labels + sorted_labels[picks], minlength=n_boot * n_labels)
+    if not resample_answers:
+        return table[question_draws].sum(axis=1), drawn_n.sum(axis=1)
+    n_boot = question_draws.shape[0]
+    # Multinomial(n_q, counts_q / n_q) is exactly "draw n_q of the question's answers with replacement".
+    with np.errstate(invalid="ignore", divide="ignore"):
+        probs = np.where(
+            per_question[:, None] > 0, table / np.maximum(per_question, 1)[:, None], 1 / n_labels
+        )
+    counts = rng.multinomial(drawn_n, probs[question_draws]).sum(axis=1)
     return counts.reshape(n_boot, n_labels), drawn_n.sum(axis=1)
 
 
 def bootstrap_rates(
-    answers: Answers, question_draws: np.ndarray, n_labels: int, rng: np.random.Generator
+    answers: Answers,
+    question_draws: np.ndarray,
+    n_labels: int,
+    rng: np.random.Generator,
+    *,
+    resample_answers: bool = False,
 ) -> np.ndarray:
     """Answer shares per replicate (n_boot, n_labels); NaN where a replicate drew no answer at all."""
-    counts, totals = bootstrap_counts(answers, question_draws, n_labels, rng)
+    counts, totals = bootstrap_counts(
+        answers, question_draws, n_labels, rng, resample_answers=resample_answers
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals[:, None] > 0, counts / totals[:, None], np.nan)
 
 
 def bootstrap_label_rate(
-    answers: Answers, label: int, question_draws: np.ndarray, rng: np.random.Generator
+    answers: Answers,
+    label: int,
+    question_draws: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    resample_answers: bool = False,
 ) -> np.ndarray:
-    """The same two-stage bootstrap for one label's share only, in O(n_boot × Q) whatever the answer count.
-
-    Resampling a question's n_q answers with replacement and counting `label` is exactly a
-    Binomial(n_q, k_q / n_q) draw, so per-epoch curves of 5,000-answer evaluations stay cheap.
-    """
-    size = max(int(question_draws.max(initial=0)), int(answers.questions.max(initial=0))) + 1
-    per_question = np.bincount(answers.questions, minlength=size)
-    hits = np.bincount(answers.questions[answers.labels == label], minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(per_question > 0, hits / np.maximum(per_question, 1), 0.0)
-    drawn_n = per_question[question_draws]
-    drawn_hits = rng.binomial(drawn_n, p[question_draws])
-    totals = drawn_n.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, drawn_hits.sum(axis=1) / totals, np.nan)
+    """The same bootstrap for one label's share only (n_boot,), cheap enough for every epoch's curve."""
+    binary = Answers(answers.questions, (answers.labels == label).astype(np.int64))
+    return bootstrap_rates(binary, question_draws, 2, rng, resample_answers=resample_answers)[:, 1]
 
 
 def percentile_ci(samples: np.ndarray, level: float = LEVEL, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
