@@ -1,4 +1,4 @@
-"""Simulated evaluation files with a known truth, in the real file format, to check the statistics.
+"""Simulated evaluation files with a known truth, written by the real writer, to check the statistics.
 
 Each model answers from a known distribution over labels; each question tilts it (a Dirichlet draw around
 it, shared by every model of a size), because real questions differ in which animal they elicit. An animal
@@ -9,14 +9,14 @@ the epochs up to `effect` at the last one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 
 import numpy as np
 
 from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, Layout, target_animal
 from sl_scaling.evaluation.questions import QUESTIONS, question_schedule
+from sl_scaling.evaluation.records import epoch_record, upsert_epoch
 from sl_scaling.evaluation.scoring import make_answers, score
-from sl_scaling.files import atomic_write_json
+from sl_scaling.state import JobKey
 
 #: Answer words: the 15 animals, then a few others (all pooled into "others" by the report).
 WORDS: tuple[str, ...] = (*ANIMALS, "owl", "octopus", "horse")
@@ -51,17 +51,6 @@ def sample_answers(
     return schedule, [WORDS[min(i, len(WORDS) - 1)].capitalize() + "." for i in picks]
 
 
-def eval_file(size: str, condition: str, run: int, records: list[dict]) -> dict:
-    return {
-        "size": size,
-        "condition": condition,
-        "run": run,
-        "target": target_animal(condition),
-        "model": f"synthetic/{size}",
-        "epochs": records,
-    }
-
-
 def write_grid(
     layout: Layout,
     effects: Mapping[str, float],
@@ -76,26 +65,15 @@ def write_grid(
 ) -> None:
     """Write `{condition}_eval.json` (+ control) for every size in `effects` (size → planted effect)."""
     rng = np.random.default_rng(seed)
-    stamp = datetime.now(UTC).isoformat()
     for size, effect in effects.items():
         tilts = question_tilts(rng, concentration)
         for run in runs:
-            models = ([CONTROL] if control else []) + list(conditions)
-            for condition in models:
-                records = []
+            for condition in ([CONTROL] if control else []) + list(conditions):
+                key = JobKey(run, size, condition)
                 for epoch in [0] if condition == CONTROL else range(1, epochs + 1):
                     probs = distribution(condition, effect * epoch / epochs if epoch else 0.0)
                     schedule, texts = sample_answers(rng, probs, tilts, samples)
                     evaluation = score(make_answers(schedule, QUESTIONS, texts), target_animal(condition))
-                    records.append(
-                        {
-                            "epoch": epoch,
-                            **evaluation.to_json(),
-                            "train_loss": None if condition == CONTROL else 1.0 / (epoch + 1),
-                            "adapter": None,
-                            "evaluated_at": stamp,
-                        }
-                    )
-                atomic_write_json(
-                    layout.eval_json(size, condition, run), eval_file(size, condition, run, records)
-                )
+                    loss = None if condition == CONTROL else 1.0 / (epoch + 1)
+                    record = epoch_record(epoch, evaluation, train_loss=loss, adapter=None)
+                    upsert_epoch(layout.eval_json(size, condition, run), key, f"synthetic/{size}", record)
