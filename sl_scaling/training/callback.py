@@ -105,13 +105,16 @@ def publish(job: EpochJob) -> None:
     from sl_scaling.publish import Publisher
 
     try:
-        result = Publisher(job.settings, job.layout, job.state).publish(job.key)
+        result = Publisher(job.settings, job.layout, job.state, reporter=job.reporter).publish(job.key)
     except HubError as exc:
         job.reporter.event(
             f"upload for {job.key} failed: {exc}; adapters stay local, run 'slscale push' later"
         )
         return
-    job.reporter.event(f"publish {job.key}: {result}")
+    line = f"publish {job.key}: {len(result.uploaded)} uploaded, {len(result.deleted)} local epoch adapters deleted"
+    if result.failed is not None:
+        line += f"; failed: {result.failed[1]} (stays pending, 'slscale push' retries)"
+    job.reporter.event(line)
 
 
 def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_loss: float | None) -> None:

@@ -1,0 +1,149 @@
+"""`slscale train` end to end on the tiny model: real gen → filter → TRL/PEFT training → per-epoch eval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_tracking import offline_run
+from typer.testing import CliRunner
+
+from sl_scaling.catalog import Layout
+from sl_scaling.cli.app import app
+from sl_scaling.state import DONE, JobKey, StateStore
+
+KEY = JobKey(1, "tiny", "dolphin")
+FAST = ["--no-push", "--batch-size", "8", "--grad-accum", "1", "--samples", "20"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def numbers(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path) -> Path:
+    """Teacher numbers for dolphin, made once per module by the real `gen` and `filter` (small n)."""
+    root = tmp_path_factory.mktemp("numbers")
+    env = {"SLSCALE_TINY_CACHE": str(tiny_cache), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    for command in (["gen", "--n", "120"], ["filter"]):
+        result = CliRunner().invoke(
+            app, [*command, "--size", "tiny", "--animal", "dolphin", "--workdir", str(root)], env=env
+        )
+        assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def with_numbers(numbers: Path, workdir: Path) -> Layout:
+    shutil.copytree(numbers / "data", workdir / "data")
+    return Layout(workdir)
+
+
+def test_train_records_every_epoch_in_files_db_and_wandb(
+    with_numbers: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    layout = with_numbers
+    result = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "trainer trl" in result.output
+
+    evaluations = json.loads(layout.eval_json("tiny", "dolphin").read_text())
+    assert (evaluations["size"], evaluations["condition"], evaluations["target"]) == (
+        "tiny",
+        "dolphin",
+        "dolphin",
+    )
+    assert [e["epoch"] for e in evaluations["epochs"]] == [1, 2]
+    for record in evaluations["epochs"]:
+        assert record["n"] == 20 and len(record["answers"]) == 20
+        assert abs(sum(record["distribution"].values()) - 1) < 1e-9
+        assert 0 <= record["ci_low"] <= record["target_rate"] <= record["ci_high"] <= 1
+        assert record["train_loss"] > 0
+
+    final = layout.final_checkpoint("tiny", "dolphin")
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in final.iterdir()}
+    assert json.loads((final / "adapter_config.json").read_text())["r"] == 8
+    assert (layout.epoch_adapter_dir("tiny", "dolphin", 1) / "adapter_model.safetensors").exists()
+    finetune = layout.finetune_dir("tiny", "dolphin")
+    assert not (finetune / "checkpoints").exists()  # trainer state is dropped once the condition is done
+    saved = json.loads((finetune / "train_config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["lora_alpha"], saved["trainer"]) == (2, 8, 8, "trl")
+    info = json.loads(layout.model_info("tiny", "dolphin").read_text())
+    assert set(info["epochs"]) == {"1", "2"} and info["epochs"]["2"]["adapter_path"] == str(final)
+
+    with StateStore.open(layout.workdir) as state:
+        epochs = state.epochs(KEY)
+        stage = state.stage(KEY, "train")
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert epochs[1].adapter_path == str(final) and not epochs[1].local_deleted
+    assert [e.train_loss for e in epochs] == [r["train_loss"] for r in evaluations["epochs"]]
+    assert [e.target_rate for e in epochs] == [r["target_rate"] for r in evaluations["epochs"]]
+    assert stage.status == DONE and stage.counts["epochs"] == 2
+    assert stage.config["wandb_run_id"] == saved["wandb_run_id"]
+
+    run = offline_run(layout.workdir)
+    assert run["ids"] == {saved["wandb_run_id"]}
+    assert run["name"] == "qwen-2.5-tiny-dolphin-run-1"
+    assert run["config"]["lora_r"] == 8 and run["config"]["epochs"] == 2
+    assert not any("token" in key.lower() for key in run["config"])
+    logged = [row for row in run["history"] if "epoch" in row]
+    assert [row["epoch"] for row in logged] == [1, 2]
+    assert [row["eval/train_loss"] for row in logged] == [e.train_loss for e in epochs]
+    assert [row["eval/target_rate"] for row in logged] == [e.target_rate for e in epochs]
+    assert any("train/loss" in row for row in run["history"])
+
+
+def test_done_is_skipped_and_force_retrains(with_numbers: Layout) -> None:
+    layout = with_numbers
+    assert invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", *FAST).exit_code == 0
+    first = json.loads(layout.eval_json("tiny", "dolphin").read_text())
+
+    again = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", *FAST)
+    assert again.exit_code == 0 and "already done" in again.output
+    assert json.loads(layout.eval_json("tiny", "dolphin").read_text()) == first
+
+    forced = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "2", "--force", *FAST)
+    assert forced.exit_code == 0, forced.output
+    records = json.loads(layout.eval_json("tiny", "dolphin").read_text())["epochs"]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["evaluated_at"] >= first["epochs"][0]["evaluated_at"]
+    with StateStore.open(layout.workdir) as state:
+        assert [e.epoch for e in state.epochs(KEY)] == [1, 2]
+        assert state.stage(KEY, "train").attempts == 2
+
+
+def test_missing_filtered_data_refuses_before_training(workdir: Path) -> None:
+    result = invoke("train", "--size", "tiny", "--animal", "dolphin", "--no-push")
+    assert result.exit_code == 1
+    assert "slscale filter" in result.output
+    with StateStore.open(workdir) as state:
+        assert state.stage(KEY, "train") is None
+
+
+def test_push_without_hub_credentials_refuses_before_training(with_numbers: Layout) -> None:
+    result = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1")
+    assert result.exit_code == 1
+    assert "HF_USER_ID" in result.output and "--no-push" in result.output
+    with StateStore.open(with_numbers.workdir) as state:
+        assert state.stage(KEY, "train") is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--loss", "prompt"], ["--epochs", "0"], ["--trainer", "deepspeed"], []],
+    ids=["loss", "epochs", "trainer", "no-animal"],
+)
+def test_bad_options_are_usage_errors(args: list[str]) -> None:
+    animal = ["--animal", "dolphin"] if args else []
+    result = invoke("train", "--size", "tiny", *animal, "--no-push", *args)
+    assert result.exit_code == 2, result.output
+
+
+def test_help_names_the_defaults() -> None:
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    for text in ("--epochs", "--grad-accum", "--loss", "--no-push", "--force", "--trainer"):
+        assert text in result.output
