@@ -215,7 +215,7 @@ def _count(value: int | None) -> str:
 def status_table(grid: GridStatus) -> Table:
     """The grid as a Rich table; a state is coloured and names its stage (`running train`)."""
     show_run = any(row.run != 1 for row in grid.rows)
-    table = Table(title="slscale status", title_justify="left", header_style="bold", pad_edge=False)
+    table = Table(title="slscale status", title_justify="left", caption_justify="left", header_style="bold")
     if show_run:
         table.add_column("run", justify="right")
     table.add_column("size")
@@ -233,7 +233,9 @@ def status_table(grid: GridStatus) -> Table:
             state.append(f" {row.stage}")
         if row.error and row.error != "interrupted":
             state.append(f": {row.error[:60]}", style="red")
-        epochs = "—" if row.condition == "control" else f"{row.epochs_done}/{row.epochs_planned or '?'}"
+        epochs = f"{row.epochs_done}/{row.epochs_planned or '?'}"
+        if row.condition == "control" or (row.epochs_planned is None and not row.epochs_done):
+            epochs = "—"
         top = f"{row.top_label} {row.top_share:.0%}" if row.top_label and row.top_share is not None else "—"
         cells = [
             row.size,
