@@ -239,7 +239,9 @@ def mean_lifts(lifts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "mean_lift": sum(values) / len(values),
             "animals": len(values),
         }
-        for (run, size), values in sorted(groups.items(), key=lambda item: (item[0][0], _order(item[0][1], "")))
+        for (run, size), values in sorted(
+            groups.items(), key=lambda item: (item[0][0], _order(item[0][1], ""))
+        )
     ]
 
 
