@@ -75,11 +75,13 @@ def test_report_renders_md_html_json_and_lists_what_is_missing(workdir):
     assert tiny["contrast"]["permutation"]["exact"] is True
     assert tiny["mean_lift_vs_control"] is None
     reasons = {(m["size"], m["condition"], m["reason"]) for m in data["missing"]}
-    assert ("tiny", "control", "control (base model) not evaluated") in reasons
+    assert ("tiny", "control", "base model not evaluated (slscale eval --size tiny --control)") in reasons
     assert ("tiny", "whale", "not evaluated (not trained yet?)") in reasons
     assert not any(m["size"] == "7b" for m in data["missing"])
     missing_md = md[md.index("## Missing") :]
-    assert "- tiny, run 1: control (base model) not evaluated" in missing_md
+    assert (
+        "- tiny, run 1: base model not evaluated (slscale eval --size tiny --control): control" in missing_md
+    )
     assert "- tiny, run 1: not evaluated (not trained yet?): elephant, panda" in missing_md
 
 

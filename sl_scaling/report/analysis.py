@@ -311,7 +311,9 @@ def find_missing(grid: Grid, result: SizeResult) -> list[Missing]:
             missing.append(Missing(size, run, "no evaluation data for this run"))
             continue
         if grid.control(size, run) is None:
-            missing.append(Missing(size, run, "control (base model) not evaluated", CONTROL))
+            run_option = "" if run == 1 else f" --run {run}"
+            reason = f"base model not evaluated (slscale eval --size {size} --control{run_option})"
+            missing.append(Missing(size, run, reason, CONTROL))
         for condition in CONDITIONS:
             evaluated = grid.epochs(size, condition, run)
             if not evaluated:
