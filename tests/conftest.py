@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +24,12 @@ SECRET_ENV = (
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the built-in tiny model per test session (it is built once, then reused)."""
-    return tmp_path_factory.mktemp("tiny-cache")
+    """One cache for the built-in tiny model per test session (it is built once, then reused).
+
+    `SLSCALE_TEST_TINY_CACHE=<dir>` reuses one across sessions (the build is keyed by its recipe).
+    """
+    shared = os.environ.get("SLSCALE_TEST_TINY_CACHE")
+    return Path(shared) if shared else tmp_path_factory.mktemp("tiny-cache")
 
 
 @pytest.fixture(autouse=True)
