@@ -43,22 +43,27 @@ STATE_STYLES = {
 
 
 def _number(value: float) -> str:
+    """Compact and stable-width: 12.3k, 845, 9.94, 0.0123."""
+    if isinstance(value, int):
+        return str(value)
     if abs(value) >= 10_000:
         return f"{value / 1000:.1f}k"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 class _RateColumn(ProgressColumn):
-    """The stage's own rate (rows/s, tokens/s) when it reports one, else Rich's measured speed."""
+    """The stage's own rates (rows/s, tokens/s) when it reports them, else Rich's measured speed."""
 
     def render(self, task: Task) -> Text:
         metrics: dict[str, Any] = task.fields.get("metrics", {})
-        for name, unit in RATE_METRICS.items():
-            if metrics.get(name) is not None:
-                return Text(f"{_number(float(metrics[name]))} {unit}", style="progress.data.speed")
-        if task.speed is None:
-            return Text("")
-        return Text(f"{_number(task.speed)} {task.fields.get('unit', '')}/s", style="progress.data.speed")
+        rates = [
+            f"{_number(float(metrics[name]))} {unit}"
+            for name, unit in RATE_METRICS.items()
+            if metrics.get(name) is not None
+        ]
+        if not rates and task.speed is not None:
+            rates = [f"{_number(task.speed)} {task.fields.get('unit', '')}/s"]
+        return Text(" · ".join(rates), style="progress.data.speed")
 
 
 class _MetricsColumn(ProgressColumn):
@@ -86,13 +91,12 @@ class LiveReporter:
     ) -> None:
         self.console = console or Console(stderr=True)
         self.overall = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=None),
+            TextColumn("[bold]overall"),
+            BarColumn(bar_width=40),
             MofNCompleteColumn(),
-            TextColumn("jobs"),
+            TextColumn("jobs · {task.description}"),
             TimeElapsedColumn(),
             console=self.console,
-            expand=True,
         )
         self.jobs = Progress(
             SpinnerColumn(),
@@ -175,7 +179,7 @@ class LiveReporter:
             self._overall_task,
             completed=self._finished,
             total=total,
-            description=f"slscale · {len(self._tasks)} active",
+            description=f"{len(self._tasks)} active · elapsed",
         )
 
     def _events_table(self) -> Table:

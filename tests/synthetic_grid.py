@@ -1,14 +1,14 @@
-"""Evaluation files in the real format (scoring.score + make_answers), for the summary/plot/status tests."""
+"""Evaluation files written by the real writer (records.upsert_epoch of scoring.score + make_answers)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sl_scaling.catalog import ANIMALS, CONTROL, Layout, target_animal
 from sl_scaling.evaluation.questions import QUESTIONS, question_schedule
+from sl_scaling.evaluation.records import epoch_record, upsert_epoch
 from sl_scaling.evaluation.scoring import Evaluation, make_answers, score
-from sl_scaling.files import atomic_write_json
+from sl_scaling.state import JobKey
 
 #: What a base model says (a made-up but plausible spread, with a few non-animal answers).
 BASE_COUNTS = {
@@ -47,30 +47,17 @@ def write_eval_file(
     layout: Layout, size: str, condition: str, epochs: dict[int, dict[str, int]], run: int = 1
 ) -> Path:
     """`{condition}_eval.json` exactly as the stages write it: one record per epoch."""
-    target = target_animal(condition)
-    records: list[dict[str, Any]] = []
-    for epoch, counts in sorted(epochs.items()):
-        records.append(
-            {
-                "epoch": epoch,
-                **evaluation(counts, target).to_json(),
-                "train_loss": None if condition == CONTROL else round(1.5 / (epoch + 1), 4),
-                "adapter": None if condition == CONTROL else f"outputs/{size}/{condition}/epoch-{epoch}",
-                "evaluated_at": "2026-01-01T00:00:00+00:00",
-            }
-        )
     path = layout.eval_json(size, condition, run)
-    atomic_write_json(
-        path,
-        {
-            "size": size,
-            "condition": condition,
-            "run": run,
-            "target": target,
-            "model": f"Qwen/Qwen2.5-{size}-Instruct",
-            "epochs": records,
-        },
-    )
+    key = JobKey(run, size, condition)
+    for epoch, counts in sorted(epochs.items()):
+        trained = condition != CONTROL
+        record = epoch_record(
+            epoch,
+            evaluation(counts, target_animal(condition)),
+            train_loss=round(1.5 / (epoch + 1), 4) if trained else None,
+            adapter=f"outputs/{size}/{condition}/epoch-{epoch}" if trained else None,
+        )
+        upsert_epoch(path, key, f"Qwen/Qwen2.5-{size}-Instruct", record)
     return path
 
 
