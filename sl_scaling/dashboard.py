@@ -6,6 +6,7 @@ else fights for the terminal; stdout/stderr writes from libraries are shown abov
 
 from __future__ import annotations
 
+import atexit
 import time
 from collections import deque
 from typing import Any
@@ -82,12 +83,18 @@ class _MetricsColumn(ProgressColumn):
 class LiveReporter:
     """A `Reporter` drawing one Rich `Live`: overall progress, a bar per active job, the latest events.
 
-    Use as a context manager (or `start()`/`stop()`); updates made while stopped still render on
-    the next `console.print(reporter)`, which is how the tests look at it.
+    Use as a context manager (or `start()`/`stop()`). With `auto_start` the first report starts
+    the view and interpreter exit stops it, for callers that never call `start()`. Updates made
+    while stopped still render on the next `console.print(reporter)` (how the tests look at it).
     """
 
     def __init__(
-        self, console: Console | None = None, *, max_events: int = 8, refresh_per_second: float = 4
+        self,
+        console: Console | None = None,
+        *,
+        max_events: int = 8,
+        refresh_per_second: float = 4,
+        auto_start: bool = False,
     ) -> None:
         self.console = console or Console(stderr=True)
         self.overall = Progress(
@@ -116,14 +123,23 @@ class LiveReporter:
         self._metrics: dict[str, dict[str, Any]] = {}
         self._events: deque[tuple[str, str]] = deque(maxlen=max_events)
         self._live = Live(self, console=self.console, refresh_per_second=refresh_per_second)
+        self._auto_start = auto_start
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._live.start()
+        if not self._live.is_started:
+            self._live.start()
+            atexit.register(self.stop)  # give the terminal (cursor) back even on an early exit
 
     def stop(self) -> None:
-        self._live.stop()
+        if self._live.is_started:
+            self._live.stop()
+            atexit.unregister(self.stop)
+
+    def _touch(self) -> None:
+        if self._auto_start:
+            self.start()
 
     def __enter__(self) -> LiveReporter:
         self.start()
@@ -136,10 +152,12 @@ class LiveReporter:
 
     def plan(self, jobs: int) -> None:
         """How many jobs the whole command will run, when the caller knows (for the overall bar)."""
+        self._touch()
         self._planned = jobs
         self._update_overall()
 
     def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
+        self._touch()
         if job in self._tasks:
             self.jobs.remove_task(self._tasks.pop(job))
         total_text = f"{total:g}" if total else "?"
@@ -151,6 +169,7 @@ class LiveReporter:
         self._update_overall()
 
     def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
+        self._touch()
         task_id = self._tasks.get(job)
         if task_id is None:
             self.job_started(job, job)
@@ -169,6 +188,7 @@ class LiveReporter:
         self.event(f"✓ {description}" + (f" — {message}" if message else ""))
 
     def event(self, message: str) -> None:
+        self._touch()
         self._events.append((time.strftime("%H:%M:%S"), message))
 
     # --- rendering ---------------------------------------------------------------------------

@@ -133,7 +133,8 @@ class MultiReporter:
 def make_reporter(stream: TextIO | None = None) -> ManagedReporter:
     """The reporter for a command's output: a live dashboard on a terminal, log lines otherwise.
 
-    Use it as `with make_reporter() as reporter:` so the live view gives the terminal back.
+    Prefer `with make_reporter() as reporter:`, so the live view gives the terminal back when the
+    command ends; without it, the live view starts on the first report and stops at exit.
     """
     import sys
 
@@ -143,5 +144,5 @@ def make_reporter(stream: TextIO | None = None) -> ManagedReporter:
 
         from sl_scaling.dashboard import LiveReporter
 
-        return LiveReporter(Console(file=stream))
+        return LiveReporter(Console(file=stream), auto_start=True)
     return PlainReporter(stream)
