@@ -107,7 +107,7 @@ class LiveReporter:
         )
         self.jobs = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}", style="bold"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(bar_width=30),
             TextColumn("{task.completed:g}/{task.fields[total_text]} {task.fields[unit]}"),
             _RateColumn(),

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,16 +76,6 @@ class GridStatus:
         }
 
 
-@contextmanager
-def _snapshot(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A read transaction: every SELECT inside sees the same committed state of the DB."""
-    db.execute("BEGIN")
-    try:
-        yield db
-    finally:
-        db.execute("COMMIT")
-
-
 def _sort_key(key: tuple[int, str, str]) -> tuple[int, int, int, str]:
     run, size, condition = key
     size_rank = SIZES.index(size) if size in SIZES else len(SIZES)
@@ -136,7 +125,7 @@ def read_status(
             not run_filter or row["run"] in run_filter
         )
 
-    with _snapshot(state.db) as db:
+    with state.snapshot() as db:
         stage_rows = [r for r in db.execute("SELECT * FROM stages") if wanted(r)]
         epoch_rows = [r for r in db.execute("SELECT * FROM epochs ORDER BY epoch") if wanted(r)]
         upload_rows = [r for r in db.execute("SELECT * FROM uploads") if wanted(r)]

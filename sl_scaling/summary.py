@@ -104,13 +104,10 @@ def _db_jobs(state: StateStore) -> dict[tuple[int, str, str], dict[str, Any]]:
     def job(run: int, size: str, condition: str) -> dict[str, Any]:
         return jobs.setdefault((run, size, condition), {"data": {}, "epochs": {}, "repos": {}})
 
-    state.db.execute("BEGIN")  # one snapshot, even while a run goes on
-    try:
+    with state.snapshot():  # one consistent view, even while a run goes on
         stages = state.stages()
         epochs = state.all_epochs()
         uploads = state.uploads(DONE)
-    finally:
-        state.db.execute("COMMIT")
     for stage in stages:
         entry = job(stage.key.run, stage.key.size, stage.key.condition)
         if stage.stage == "gen" and "rows" in stage.counts:
