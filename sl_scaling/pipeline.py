@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sl_scaling.catalog import CONTROL, REAL_SIZES, SIZE_PARAMS_B, TINY, Layout
 from sl_scaling.context import Context
@@ -252,14 +251,13 @@ def run_grid(
 def _plot_size(ctx: Context, size: str, options: RunOptions, reporter: Reporter) -> None:
     from sl_scaling.plots import plot_size
 
-    result: Any = plot_size(ctx.layout, size, run=options.run)
-    reporter.event(f"plots for {size}: {result}")
+    reporter.event(f"plots for {size}: {plot_size(ctx.layout, size, run=options.run)}")
 
 
 def _plot_summary(ctx: Context, options: RunOptions, reporter: Reporter) -> None:
     from sl_scaling.plots import plot_summary
     from sl_scaling.summary import write_summary
 
-    write_summary(ctx.layout)
-    result: Any = plot_summary(ctx.layout, run=options.run)
-    reporter.event(f"summary: {ctx.layout.summary_json}; {result}")
+    with ctx.state() as state:
+        write_summary(ctx.layout, state)
+    reporter.event(f"summary: {ctx.layout.summary_json}; {plot_summary(ctx.layout, run=options.run)}")
