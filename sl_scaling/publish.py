@@ -118,8 +118,8 @@ class Publisher:
         if missing:
             raise MissingPrerequisiteError(
                 f"{' and '.join(missing)} not set: publishing needs HF_USER_ID (your Hub user or organisation) "
-                "and HF_TOKEN (a token with write access), in the environment or .env; "
-                "or keep everything local with --no-push"
+                "and HF_TOKEN (a token with write access), in the environment or .env "
+                "(train and run keep everything local with --no-push)"
             )
         if constants.is_offline_mode():
             raise MissingPrerequisiteError("HF_HUB_OFFLINE is set: unset it to publish to the Hub")
