@@ -262,6 +262,7 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
         .encode(
             x=x,
             y=alt.Y("mean_lift:Q"),
+            detail=alt.Detail("run:N"),  # one line per replicate run
             tooltip=[
                 alt.Tooltip("size:N"),
                 alt.Tooltip("mean_lift:Q", format="+.1%", title="mean lift"),
