@@ -27,7 +27,7 @@ from sl_scaling.training.callback import EpochCallback, EpochJob
 from sl_scaling.training.config import TrainConfig, load_saved_config, save_config
 from sl_scaling.training.data import build_dataset, load_rows
 from sl_scaling.training.resume import CHECKPOINTS, resume_point
-from sl_scaling.training.trl import sft_trainer
+from sl_scaling.training.trl import sft_trainer, training_speed
 
 STAGE = "train"
 DISK_SLACK_BYTES = 256 * 2**20
@@ -162,14 +162,10 @@ def train_condition(
         weights, tokenizer = backend.load(model, config)
         dataset = build_dataset(tokenizer, rows, max_length=config.max_length, loss=config.loss)
         job = EpochJob(ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push)
+        speed = training_speed(weights, config, backend_checkpointing=backend.manages_checkpointing)
+        reporter.event(f"train {key}: {speed.reason}")
         trainer = sft_trainer(
-            weights,
-            tokenizer,
-            dataset,
-            config,
-            finetune_dir / CHECKPOINTS,
-            [EpochCallback(job)],
-            backend_checkpointing=backend.manages_checkpointing,
+            weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [EpochCallback(job)], speed
         )
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
         recorded = {e.epoch for e in state.epochs(key)}
@@ -196,6 +192,15 @@ def train_condition(
     shutil.rmtree(finetune_dir / CHECKPOINTS, ignore_errors=True)  # done: no resume needs it any more
     _free_accelerator_memory()
     return TrainSummary(key, "trained", config.epochs, resumed_from)
+
+
+def _quiet_libraries() -> None:
+    """Our reporter shows progress; the libraries' own bars would interleave with it."""
+    import datasets
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    logging.disable_progress_bar()
 
 
 def _free_accelerator_memory() -> None:
@@ -235,6 +240,7 @@ def run_training(
             "per-epoch evaluation uses the in-memory model (hf); 'slscale eval --engine vllm' re-evaluates"
         )
     config = config.resolved()
+    _quiet_libraries()
     summaries: list[TrainSummary] = []
     with ctx.state() as state:
         keys = [JobKey(run, size, condition) for condition in conditions]

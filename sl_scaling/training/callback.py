@@ -133,7 +133,6 @@ def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_
         epoch=epoch,
         adapter_path=str(adapter),
         train_loss=train_loss,
-        local=True,
         **summary(record),
     )
     job.tracker.log_epoch(epoch, train_loss, evaluation)

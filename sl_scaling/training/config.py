@@ -55,7 +55,8 @@ class TrainConfig:
     max_length: int = 500
     #: None = bf16 where the hardware supports it (a CUDA GPU with bf16), float32 elsewhere.
     bf16: bool | None = None
-    gradient_checkpointing: bool = True
+    #: None = only where the activations would not fit (training/speed.py); True/False force it.
+    gradient_checkpointing: bool | None = None
     seed: int = 42
     loss: LossMode = "completion"
     # Per-epoch evaluation (Phase 3): the 50 questions, `eval_samples` answers at temperature 1.

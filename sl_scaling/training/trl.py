@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PrinterCallback, Trainer
 from trl import SFTTrainer
 
 from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.speed import TrainingSpeed, choose_training_speed
 
 
 def fused_loss_available(model: Any) -> bool:
@@ -57,11 +60,12 @@ def load_tokenizer(model: str) -> Any:
     return tokenizer
 
 
-def sft_config(config: TrainConfig, output_dir: Path, *, gradient_checkpointing: bool) -> Any:
+def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> Any:
     """TRL's SFTConfig for one student. Checkpoints (optimizer, scheduler, RNG, data order) are saved
     at every epoch's end, only the latest kept: that is what a resume continues from.
 
-    `gradient_checkpointing` is False when the backend already installed its own (Unsloth).
+    `speed` holds the fast-path knobs (checkpointing, length-grouped batches, TF32, ...) of
+    `training/speed.py`; they change how fast the same optimisation runs, not what it computes.
     """
     from trl import SFTConfig
 
@@ -77,7 +81,6 @@ def sft_config(config: TrainConfig, output_dir: Path, *, gradient_checkpointing:
         max_length=config.max_length,
         bf16=bool(config.bf16),
         fp16=False,
-        gradient_checkpointing=gradient_checkpointing,
         seed=config.seed,
         data_seed=config.seed,
         packing=False,
@@ -88,7 +91,27 @@ def sft_config(config: TrainConfig, output_dir: Path, *, gradient_checkpointing:
         report_to="none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **speed,
     )
+
+
+def training_speed(model: Any, config: TrainConfig, *, backend_checkpointing: bool) -> TrainingSpeed:
+    """The fast-path settings for this model and GPU; an explicit `gradient_checkpointing` wins, and a
+    backend with its own checkpointing (Unsloth) gets none from the SFT loop."""
+    speed = choose_training_speed(model, batch_size=config.batch_size)
+    if backend_checkpointing:
+        return replace(
+            speed,
+            gradient_checkpointing=False,
+            liger_kernel=False,
+            reason="checkpointing and kernels: the backend's own",
+        )
+    if config.gradient_checkpointing is not None:
+        return replace(
+            speed, gradient_checkpointing=config.gradient_checkpointing, reason="checkpointing: as configured"
+        )
+    return speed
 
 
 def sft_trainer(
@@ -98,14 +121,12 @@ def sft_trainer(
     config: TrainConfig,
     output_dir: Path,
     callbacks: Sequence[Any],
-    *,
-    backend_checkpointing: bool = False,
+    speed: TrainingSpeed,
 ) -> Any:
     """The SFT loop on pre-tokenized rows (`input_ids`, `labels`): labels carry the loss mask."""
-    checkpointing = config.gradient_checkpointing and not backend_checkpointing
     trainer = PortableSFTTrainer(
         model=model,
-        args=sft_config(config, output_dir, gradient_checkpointing=checkpointing),
+        args=sft_config(config, output_dir, speed.sft_kwargs()),
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
@@ -128,7 +149,9 @@ class TrlBackend:
         from sl_scaling.models import default_device, default_dtype
 
         tokenizer = load_tokenizer(model)
-        weights = AutoModelForCausalLM.from_pretrained(model, dtype=default_dtype(default_device()))
+        weights = AutoModelForCausalLM.from_pretrained(
+            model, dtype=default_dtype(default_device()), attn_implementation="sdpa"
+        )
         set_seed(config.seed)  # LoRA's A matrices are random: same seed, same starting adapter
         return get_peft_model(weights, lora_config(config)), tokenizer
 

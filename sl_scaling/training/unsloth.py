@@ -41,7 +41,7 @@ class UnslothBackend:
             bias=config.lora_bias,
             target_modules=list(config.target_modules),
             use_rslora=config.use_rslora,
-            use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+            use_gradient_checkpointing=False if config.gradient_checkpointing is False else "unsloth",
             random_state=config.seed,
             loftq_config=None,
         )
