@@ -71,21 +71,23 @@ def command(
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, not {samples}")
     ctx = make_context(workdir)
-    reporter = make_reporter()
     run = parse_run(run)
     rows = []
-    for size in parse_sizes(sizes):
-        if control:
-            evaluation = run_control_eval(
-                ctx, size, run=run, samples=samples, engine=engine, reporter=reporter
-            )
-            rows.append(_row(f"{size}/control", evaluation))
-            continue
-        conditions = parse_conditions(animals, all_animals=all_animals)
-        results = run_adapter_eval(
-            ctx, size, conditions, run=run, epochs=epochs, samples=samples, engine=engine, reporter=reporter
-        )
-        rows += [
-            _row(f"{key} epoch {e}", ev) for key, by_epoch in results.items() for e, ev in by_epoch.items()
-        ]
+    with make_reporter() as reporter:
+        for size in parse_sizes(sizes):
+            if control:
+                evaluation = run_control_eval(
+                    ctx, size, run=run, samples=samples, engine=engine, reporter=reporter
+                )
+                rows.append(_row(f"{size}/control", evaluation))
+                continue
+            results = run_adapter_eval(
+                ctx, size, parse_conditions(animals, all_animals=all_animals), run=run, epochs=epochs,
+                samples=samples, engine=engine, reporter=reporter,
+            )  # fmt: skip
+            rows += [
+                _row(f"{key} epoch {e}", ev)
+                for key, by_epoch in results.items()
+                for e, ev in by_epoch.items()
+            ]
     Console().print(_table(rows))

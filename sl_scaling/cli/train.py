@@ -79,11 +79,11 @@ def command(
         eval_samples=samples,
     )
     ctx = make_context(workdir)
-    reporter = make_reporter()
     summaries = []
-    for size in chosen_sizes:
-        summaries += run_training(
-            ctx, size, conditions, config=config, trainer=trainer, engine=engine, push=not no_push,
-            force=force, reporter=reporter, run=parse_run(run),
-        )  # fmt: skip
+    with make_reporter() as reporter:
+        for size in chosen_sizes:
+            summaries += run_training(
+                ctx, size, conditions, config=config, trainer=trainer, engine=engine, push=not no_push,
+                force=force, reporter=reporter, run=parse_run(run),
+            )  # fmt: skip
     Console().print(_table(summaries))
