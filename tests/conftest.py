@@ -32,6 +32,14 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(shared) if shared else tmp_path_factory.mktemp("tiny-cache")
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tiny_cache: Path) -> Path:
+    """The built-in tiny model's directory (built on first use, a few minutes on 2 cores)."""
+    from sl_scaling.tiny import ensure_tiny_model
+
+    return ensure_tiny_model(tiny_cache)
+
+
 @pytest.fixture(autouse=True)
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_cache: Path) -> Path:
     for name in SECRET_ENV:
