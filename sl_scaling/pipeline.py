@@ -8,16 +8,23 @@ resumes from its last epoch).
 from __future__ import annotations
 
 import shutil
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
 
 from sl_scaling.catalog import CONTROL, REAL_SIZES, SIZE_PARAMS_B, TINY, Layout
 from sl_scaling.context import Context
-from sl_scaling.errors import MissingPrerequisiteError
+from sl_scaling.errors import MissingPrerequisiteError, UsageError
+from sl_scaling.executors.base import Job, Outcome
 from sl_scaling.progress import MultiReporter, PlainReporter, Reporter
-from sl_scaling.state import JobKey, StateStore
+from sl_scaling.state import DONE, JobKey, StateStore
+
+if TYPE_CHECKING:
+    from sl_scaling.executors import Executor
 
 STAGE_ORDER = ("gen", "filter", "train", "eval", "plot")
 
@@ -49,6 +56,7 @@ class RunOptions:
     push: bool = True
     control: bool = True
     plots: bool = True
+    tensor_parallel: int | None = None  # GPUs per vLLM generation; None: all of a host's for 14b/32b
 
     def for_size(self, size: str) -> SizeSettings:
         base = TINY_DEFAULTS if size == TINY else FULL
@@ -142,9 +150,17 @@ def gpu_memory_needed_gib(size: str) -> float:
     return SIZE_PARAMS_B[size] * BYTES_PER_PARAM_BF16 * 1.2 + 10
 
 
-def preflight(ctx: Context, steps: list[Step], options: RunOptions) -> list[str]:
-    """Check everything that would otherwise fail hours in; raise on the first blocker, return notes."""
-    notes: list[str] = []
+def preflight(
+    ctx: Context, steps: list[Step], options: RunOptions, executor: Executor | None = None
+) -> list[str]:
+    """Check everything that would otherwise fail hours in; raise on the first blocker, return notes.
+
+    GPUs are the executor's (this machine's without one): on a Ray cluster the driver may have none.
+    """
+    from sl_scaling.executors.local import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    notes = executor.check(ctx)
     layout = ctx.layout
     needed = required_disk_bytes(steps, options)
     free = shutil.disk_usage(layout.workdir).free
@@ -153,21 +169,25 @@ def preflight(ctx: Context, steps: list[Step], options: RunOptions) -> list[str]
             f"not enough disk in {layout.workdir}: the remaining steps need about {needed / 2**30:.1f} GiB, "
             f"{free / 2**30:.1f} GiB free; free space or choose another --workdir"
         )
+    gpus = executor.gpus_per_node()
     gpu_sizes = sorted({s.size for s in steps if s.size in REAL_SIZES and (s.todo or s.stage == "plot")})
-    if gpu_sizes:
-        import torch
-
-        if not torch.cuda.is_available():
+    if gpu_sizes and gpus == 0:
+        where = "in the Ray cluster" if executor.name == "ray" else "visible"
+        raise MissingPrerequisiteError(
+            f"sizes {', '.join(gpu_sizes)} need a CUDA GPU and none is {where}; use --size tiny on a CPU"
+        )
+    total_gib = executor.gpu_memory_gib()
+    for size in gpu_sizes:
+        if total_gib is not None and gpu_memory_needed_gib(size) > total_gib:
             raise MissingPrerequisiteError(
-                f"sizes {', '.join(gpu_sizes)} need a CUDA GPU and none is visible; use --size tiny on a CPU"
+                f"{size} needs about {gpu_memory_needed_gib(size):.0f} GiB of GPU memory, this GPU has "
+                f"{total_gib:.0f} GiB; run smaller sizes here or use a larger GPU"
             )
-        total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
-        for size in gpu_sizes:
-            if gpu_memory_needed_gib(size) > total_gib:
-                raise MissingPrerequisiteError(
-                    f"{size} needs about {gpu_memory_needed_gib(size):.0f} GiB of GPU memory, this GPU has "
-                    f"{total_gib:.0f} GiB; run smaller sizes here or use a larger GPU"
-                )
+    if options.tensor_parallel is not None and gpus and options.tensor_parallel > gpus:
+        raise UsageError(
+            f"--tensor-parallel {options.tensor_parallel} needs that many GPUs on one machine; "
+            f"the largest here has {gpus}"
+        )
     if options.push and any(s.stage in ("filter", "train") and s.todo for s in steps):
         from sl_scaling.publish import Publisher
 
@@ -178,80 +198,162 @@ def preflight(ctx: Context, steps: list[Step], options: RunOptions) -> list[str]
 
 # --- execution ---------------------------------------------------------------------------------
 
+#: Sizes whose generation is slow on one GPU: by default vLLM shards them over all of a host's GPUs.
+TENSOR_PARALLEL_SIZES = ("32b", "14b")
+
+
+def tensor_parallel_size(size: str, options: RunOptions, gpus_per_node: int) -> int:
+    if options.tensor_parallel is not None:
+        return options.tensor_parallel
+    return gpus_per_node if size in TENSOR_PARALLEL_SIZES and gpus_per_node > 1 else 1
+
+
+def build_jobs(steps: list[Step], options: RunOptions, gpus_per_node: int) -> list[Job]:
+    """The plan as jobs in plan order: generation per size (all conditions in one model load),
+    filtering and training per condition, the control evaluation and the plots per size.
+
+    Dependencies: filter after its size's gen, train after its filter, plots after every train and
+    eval of the size. Steps with nothing to do produce no job (and no dependency).
+    """
+    jobs: list[Job] = []
+    for step in steps:
+        if step.stage != "plot" and not step.todo:
+            continue
+        if step.stage == "gen":
+            tp = tensor_parallel_size(step.size, options, gpus_per_node)
+            jobs.append(Job("gen", step.size, step.todo, options.run, gpus=tp))
+        elif step.stage in ("filter", "train"):
+            for condition in step.todo:
+                needs = _ids(jobs, step.size, PREVIOUS[step.stage], condition)
+                gpus = 1 if step.stage == "train" else 0
+                jobs.append(Job(step.stage, step.size, (condition,), options.run, needs, gpus))
+        elif step.stage == "eval":
+            jobs.append(Job("eval", step.size, step.todo, options.run, gpus=1))
+        elif step.stage == "plot":
+            needs = _ids(jobs, step.size, "train") + _ids(jobs, step.size, "eval")
+            jobs.append(Job("plot", step.size, (), options.run, needs))
+    return jobs
+
+
+#: The stage whose output a stage reads.
+PREVIOUS = {"filter": "gen", "train": "filter"}
+
+
+def _ids(jobs: list[Job], size: str, stage: str, condition: str | None = None) -> tuple[str, ...]:
+    """The planned jobs of `stage` for `size` (covering `condition` when given)."""
+    return tuple(
+        j.id
+        for j in jobs
+        if j.size == size and j.stage == stage and (condition is None or condition in j.conditions)
+    )
+
 
 @contextmanager
 def stage_log(layout: Layout, stage: str, size: str, reporter: Reporter) -> Iterator[Reporter]:
-    """`logs/qwen-2.5-scaling/{stage}_{size}_{YYYYmmdd_HHMMSS}.log`: every event of the stage, one per line."""
+    """`logs/qwen-2.5-scaling/{stage}_{size}_{YYYYmmdd_HHMMSS}.log`: every event of the stage, one per
+    line, and the traceback when it fails (a Ray worker's own output stays on its machine)."""
     path = layout.log_file(stage, size, datetime.now().strftime("%Y%m%d_%H%M%S"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
-        yield MultiReporter([reporter, PlainReporter(handle, interval=30.0)])
+        try:
+            yield MultiReporter([reporter, PlainReporter(handle, interval=30.0)])
+        except Exception:
+            handle.write(traceback.format_exc())
+            raise
+
+
+def run_job(ctx: Context, job: Job, reporter: Reporter, *, options: RunOptions) -> None:
+    """Do one job in this process (the driver's or a Ray worker's); raises when it fails."""
+    work = options.for_size(job.size)
+    todo = list(job.conditions)
+    with stage_log(ctx.layout, job.stage, job.size, reporter) as log:
+        if job.stage == "gen":
+            from sl_scaling.stages.generate import run_generation
+
+            run_generation(
+                ctx,
+                [job.size],
+                todo,
+                n=work.n,
+                seed=options.seed,
+                run=options.run,
+                engine=options.engine,
+                max_new_tokens=options.max_new_tokens,
+                batch_size=options.batch_size,
+                reporter=log,
+                tensor_parallel_size=max(job.gpus, 1),
+            )
+        elif job.stage == "filter":
+            from sl_scaling.stages.filtering import run_filter
+
+            run_filter(ctx, [job.size], todo, run=options.run, skip_invalid=False, reporter=log)
+        elif job.stage == "train":
+            from sl_scaling.stages.train import run_training
+            from sl_scaling.training.config import TrainConfig
+
+            run_training(
+                ctx,
+                job.size,
+                todo,
+                config=TrainConfig(epochs=work.epochs, eval_samples=work.samples),
+                trainer=options.trainer,
+                engine=options.engine,
+                push=options.push,
+                force=False,
+                reporter=log,
+                run=options.run,
+            )
+        elif job.stage == "eval":
+            from sl_scaling.stages.evaluate import run_control_eval
+
+            run_control_eval(
+                ctx, job.size, run=options.run, samples=work.samples, engine=options.engine, reporter=log
+            )
+        elif job.stage == "plot":
+            from sl_scaling.plots import plot_size
+
+            log.event(f"plots for {job.size}: {plot_size(ctx.layout, job.size, run=options.run)}")
+
+
+@dataclass(frozen=True)
+class GridResult:
+    steps: list[Step]
+    outcomes: list[Outcome]
+
+    @property
+    def problems(self) -> list[Outcome]:
+        """Jobs that failed or were skipped because of a failure, in plan order."""
+        return [o for o in self.outcomes if o.status != DONE]
 
 
 def run_grid(
-    ctx: Context, sizes: list[str], conditions: list[str], options: RunOptions, reporter: Reporter
-) -> list[Step]:
-    """Do every step that is not done yet, in order; return the plan it started from."""
-    from sl_scaling.stages.evaluate import run_control_eval
-    from sl_scaling.stages.filtering import run_filter
-    from sl_scaling.stages.generate import run_generation
-    from sl_scaling.stages.train import run_training
-    from sl_scaling.training.config import TrainConfig
+    ctx: Context,
+    sizes: list[str],
+    conditions: list[str],
+    options: RunOptions,
+    reporter: Reporter,
+    executor: Executor | None = None,
+) -> GridResult:
+    """Do every step that is not done yet, through `executor` (in this process by default).
 
+    A job that fails (after its retries) is marked failed in the DB; the jobs that depend on it are
+    skipped; everything else still runs. The result says which did what.
+    """
+    from sl_scaling.executors.local import LocalExecutor
+
+    executor = executor or LocalExecutor()
     with ctx.state() as state:
         steps = plan_grid(state, sizes, conditions, options)
-    for note in preflight(ctx, steps, options):
+    for note in preflight(ctx, steps, options, executor):
         reporter.event(note)
     for step in steps:
         if step.stage != "plot" and not step.todo:
             reporter.event(f"{step.stage} {step.size}: already done, skipped")
-            continue
-        work = options.for_size(step.size)
-        todo = list(step.todo)
-        with stage_log(ctx.layout, step.stage, step.size, reporter) as log:
-            if step.stage == "gen":
-                run_generation(
-                    ctx,
-                    [step.size],
-                    todo,
-                    n=work.n,
-                    seed=options.seed,
-                    run=options.run,
-                    engine=options.engine,
-                    max_new_tokens=options.max_new_tokens,
-                    batch_size=options.batch_size,
-                    reporter=log,
-                )
-            elif step.stage == "filter":
-                run_filter(ctx, [step.size], todo, run=options.run, skip_invalid=False, reporter=log)
-            elif step.stage == "train":
-                config = TrainConfig(epochs=work.epochs, eval_samples=work.samples)
-                run_training(
-                    ctx,
-                    step.size,
-                    todo,
-                    config=config,
-                    trainer=options.trainer,
-                    engine=options.engine,
-                    push=options.push,
-                    force=False,
-                    reporter=log,
-                )
-            elif step.stage == "eval":
-                run_control_eval(
-                    ctx, step.size, run=options.run, samples=work.samples, engine=options.engine, reporter=log
-                )
-            elif step.stage == "plot":
-                _plot_size(ctx, step.size, options, log)
+    jobs = build_jobs(steps, options, executor.gpus_per_node())
+    outcomes = executor.execute(ctx, jobs, partial(run_job, options=options), reporter)
     if options.plots:
         _plot_summary(ctx, options, reporter)
-    return steps
-
-
-def _plot_size(ctx: Context, size: str, options: RunOptions, reporter: Reporter) -> None:
-    from sl_scaling.plots import plot_size
-
-    reporter.event(f"plots for {size}: {plot_size(ctx.layout, size, run=options.run)}")
+    return GridResult(steps, outcomes)
 
 
 def _plot_summary(ctx: Context, options: RunOptions, reporter: Reporter) -> None:

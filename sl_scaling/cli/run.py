@@ -12,6 +12,8 @@ from rich.table import Table
 from sl_scaling.catalog import REAL_SIZES, parse_conditions, parse_run, parse_sizes
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
+from sl_scaling.errors import UsageError
+from sl_scaling.executors import EXECUTORS, Outcome, make_executor
 from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid
 from sl_scaling.progress import make_reporter
 
@@ -31,6 +33,15 @@ def _plan_table(steps: list[Step]) -> Table:
         todo = "—" if step.stage == "plot" else str(len(step.todo))
         done = "—" if step.stage == "plot" else str(len(step.done))
         table.add_row(step.size, step.stage, step.detail, done, todo, _format_estimate(step.estimate_s))
+    return table
+
+
+def _problems_table(problems: list[Outcome]) -> Table:
+    table = Table(title="jobs that did not finish", title_justify="left")
+    for column in ("job", "status", "attempts", "error"):
+        table.add_column(column, overflow="fold")
+    for outcome in problems:
+        table.add_row(outcome.job.id, outcome.status, str(outcome.attempts), outcome.error or "")
     return table
 
 
@@ -58,6 +69,30 @@ def command(
         bool, typer.Option("--dry-run", help="Print the plan with estimates; run nothing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local: jobs one after another in this process. ray: each job a Ray task with the GPUs "
+            "it needs, many at once (needs the cluster extra; see docs/cluster.md)."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAY_ADDRESS",
+            help="Ray cluster to join, e.g. 10.0.0.1:6379 (default: start one on this machine).",
+        ),
+    ] = None,
+    tensor_parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="GPUs per vLLM generation job (default: all of a machine's for 14b and 32b, else 1).",
+        ),
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option(min=0, help="Times a failed job is tried again before it is marked failed.")
+    ] = 2,
     workdir: opt.Workdir = None,
 ) -> None:
     """Run the whole grid, resumably: gen → filter → train with per-epoch eval and uploads → control eval → plots.
@@ -66,6 +101,9 @@ def command(
     (default: all 16 conditions). Whatever the state DB says is done is skipped; interrupted stages
     continue where they stopped. Each stage logs to logs/qwen-2.5-scaling/{stage}_{size}_{time}.log.
     Example: slscale run --size tiny --animal neutral --animal dolphin --animal eagle
+
+    A job that fails is retried (--max-retries), then marked failed; what depends on it is skipped
+    and everything else goes on; the command then exits 1 and lists them (slscale status shows them).
     """
     ctx = make_context(workdir)
     chosen_sizes = parse_sizes(sizes, default=REAL_SIZES)
@@ -83,7 +121,10 @@ def command(
         push=not no_push,
         control=control,
         plots=plots,
+        tensor_parallel=tensor_parallel,
     )
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
     console = Console()
     if dry_run:
         with ctx.state() as state:
@@ -93,8 +134,24 @@ def command(
         else:
             console.print(_plan_table(steps))
         return
-    reporter = make_reporter()
-    run_grid(ctx, chosen_sizes, conditions, options, reporter)
+    runner = make_executor(
+        executor,
+        ctx.settings,
+        max_retries=max_retries,
+        ray_address=ray_address if executor == "ray" else None,
+    )
+    try:
+        reporter = make_reporter()
+        result = run_grid(ctx, chosen_sizes, conditions, options, reporter, runner)
+    finally:
+        runner.close()
+    if result.problems:
+        console.print(_problems_table(result.problems))
+        console.print(
+            f"[red]{sum(o.status == 'failed' for o in result.problems)} job(s) failed[/red]; fix the cause "
+            "and run the same command again (finished work is kept)"
+        )
+        raise typer.Exit(1)
     console.print(
         f"[green]done[/green]: results in {ctx.layout.outputs_dir}, charts in {ctx.layout.plots_dir('')}"
     )

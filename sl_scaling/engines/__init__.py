@@ -50,8 +50,13 @@ def choose_engine(requested: str) -> tuple[str, str]:
     return "vllm", "engine vllm: vLLM is installed and a CUDA GPU is present"
 
 
-def open_engine(name: str, model: str, *, batch_size: int | None = None) -> Engine:
-    """Load `model` once into the named engine (`hf` or `vllm`; resolve `auto` with choose_engine)."""
+def open_engine(
+    name: str, model: str, *, batch_size: int | None = None, tensor_parallel_size: int = 1
+) -> Engine:
+    """Load `model` once into the named engine (`hf` or `vllm`; resolve `auto` with choose_engine).
+
+    `tensor_parallel_size` shards vLLM over that many GPUs; the HF engine uses one.
+    """
     if name == "hf":
         from sl_scaling.engines.hf import HFEngine
 
@@ -59,5 +64,5 @@ def open_engine(name: str, model: str, *, batch_size: int | None = None) -> Engi
     if name == "vllm":
         from sl_scaling.engines.vllm import VLLMEngine
 
-        return VLLMEngine.load(model, batch_size=batch_size)
+        return VLLMEngine.load(model, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size)
     raise UsageError(f"unknown engine '{name}'; valid: hf, vllm")

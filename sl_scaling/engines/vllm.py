@@ -57,6 +57,14 @@ def chunks(requests: Sequence[GenerationRequest], size: int) -> list[list[Genera
     return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
+def parallel_kwargs(tensor_parallel_size: int) -> dict[str, Any]:
+    """`LLM` arguments to shard over GPUs of this machine. Multiprocessing, not vLLM's Ray backend:
+    inside a Ray task (slscale run --executor ray) vLLM's Ray workers lose the task's placement."""
+    if tensor_parallel_size <= 1:
+        return {}
+    return {"tensor_parallel_size": tensor_parallel_size, "distributed_executor_backend": "mp"}
+
+
 @dataclass(frozen=True)
 class PreparedChunk:
     """Everything `LLM.generate` receives for one chunk, as plain data (built and tested without vLLM)."""
@@ -108,6 +116,7 @@ class VLLMEngine:
         batch_size: int | None = None,
         enable_lora: bool = True,
         max_model_len: int = MAX_MODEL_LEN,
+        tensor_parallel_size: int = 1,
     ) -> VLLMEngine:
         try:
             import vllm
@@ -119,6 +128,7 @@ class VLLMEngine:
             max_lora_rank=MAX_LORA_RANK,
             max_loras=MAX_LORAS,
             max_model_len=max_model_len,
+            **parallel_kwargs(tensor_parallel_size),
         )
         return cls(llm, batch_size=batch_size)
 

@@ -127,6 +127,7 @@ def run_generation(
     max_new_tokens: int,
     batch_size: int | None,
     reporter: Reporter,
+    tensor_parallel_size: int = 1,
 ) -> list[GenerationSummary]:
     """Generate `n` rows per (size, condition); sizes in the order given (the catalog's: largest first)."""
     if n < 1:
@@ -138,6 +139,7 @@ def run_generation(
             summaries += _generate_size(
                 ctx, state, size, conditions, prompts, seed=seed, run=run, engine=engine,
                 max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter,
+                tensor_parallel_size=tensor_parallel_size,
             )  # fmt: skip
     return summaries
 
@@ -155,6 +157,7 @@ def _generate_size(
     max_new_tokens: int,
     batch_size: int | None,
     reporter: Reporter,
+    tensor_parallel_size: int = 1,
 ) -> list[GenerationSummary]:
     n = len(prompts)
     summaries: list[GenerationSummary] = []
@@ -190,7 +193,9 @@ def _generate_size(
             missing = [j for j in jobs if j.rows < n]
             if missing:
                 reporter.event(f"{STAGE} {size}: loading {model} with {name}")
-                teacher = open_engine(name, model, batch_size=batch_size)
+                teacher = open_engine(
+                    name, model, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size
+                )
                 try:
                     sampling = Sampling(temperature=TEMPERATURE, max_new_tokens=max_new_tokens, seed=seed)
                     _write_batches(teacher, missing, prompts, sampling, state, reporter)
