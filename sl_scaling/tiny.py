@@ -208,6 +208,7 @@ def _build_into_place(target: Path, recipe: dict[str, Any]) -> None:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-build-"))
     try:
         build_tiny_model(staging, recipe)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         if target.exists():
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
             target.rename(retired / "model")

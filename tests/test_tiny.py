@@ -65,7 +65,12 @@ def test_it_is_a_qwen2_model_of_the_recipe(tiny_model: Path, loaded: tuple[Any, 
     assert 0.8e6 < sum(p.numel() for p in model.parameters()) < 1.0e6
 
 
-def test_tokenizer_is_fast_with_qwens_special_tokens_and_template(loaded: tuple[Any, Any]) -> None:
+def test_tokenizer_is_fast_with_qwens_special_tokens_and_template(
+    tiny_model: Path, loaded: tuple[Any, Any]
+) -> None:
+    """AutoTokenizer gives Qwen2Tokenizer; it must encode exactly as the trained tokenizer.json does."""
+    from tokenizers import Tokenizer
+
     model, tokenizer = loaded
     assert tokenizer.is_fast
     assert len(tokenizer) == 1024
@@ -79,8 +84,13 @@ def test_tokenizer_is_fast_with_qwens_special_tokens_and_template(loaded: tuple[
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in (
         eos_ids if isinstance(eos_ids, list) else [eos_ids]
     )
-    text = "Return 123, 456; 789.\nNo words!"
-    assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
+    text = "<|im_start|>user\nReturn 123, 456; 789.\n\nNo  words!<|im_end|>"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert tokenizer.decode(ids) == text
+    assert (
+        ids
+        == Tokenizer.from_file(str(tiny_model / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    )
 
 
 def test_the_template_inserts_qwens_default_system_prompt(loaded: tuple[Any, Any]) -> None:
