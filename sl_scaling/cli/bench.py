@@ -1,13 +1,71 @@
-"""`slscale bench`: Measure throughput of generation, training and evaluation against baselines."""
+"""`slscale bench`: measure our default paths against plain baselines on this machine, and project the grid."""
 
 from __future__ import annotations
 
-from sl_scaling.errors import SlscaleError
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sl_scaling.catalog import TINY, parse_sizes
+from sl_scaling.cli.options import Sizes, Workdir
+from sl_scaling.errors import UsageError
+from sl_scaling.files import atomic_write_json
+
+PHASE_CHOICES = ("gen", "train", "eval", "all")
 
 
-def command() -> None:
-    """Measure throughput of generation, training and evaluation against baselines.
+def command(
+    size: Sizes = [],  # noqa: B006 - Typer reads the default
+    phase: Annotated[list[str], typer.Option("--phase", help="gen, train, eval or all (repeatable).")] = [],  # noqa: B006
+    random_weights: Annotated[
+        bool,
+        typer.Option(
+            "--random-weights", help="Real Qwen2.5 architecture, random weights: no download, same cost."
+        ),
+    ] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the record here.")] = None,
+    gen_rows: Annotated[int, typer.Option("--gen-rows", help="Prompts per generation measurement.")] = 2048,
+    unsloth: Annotated[bool, typer.Option("--unsloth/--no-unsloth", help="Also time Unsloth (GPU).")] = True,
+    fit_only: Annotated[
+        list[str],
+        typer.Option("--fit-only", help="Sizes to train with ours only (memory check), repeatable."),
+    ] = [],  # noqa: B006
+    variant: Annotated[
+        list[str],
+        typer.Option("--variant", help="Generation variants to time (repeatable) [default: all]."),
+    ] = [],  # noqa: B006
+    workdir: Workdir = None,
+) -> None:
+    """Measure throughput of generation, training and evaluation against baselines (ratios, MFU, peak memory),
+    then project the hours of the full grid from the measured rates."""
+    from sl_scaling.bench.runner import PHASES, run_bench
+    from sl_scaling.context import make_context
+    from sl_scaling.models import resolve_model
 
-    Not built yet.
-    """
-    raise SlscaleError("'slscale bench' is not built yet")
+    unknown = [p for p in phase if p not in PHASE_CHOICES]
+    if unknown:
+        raise UsageError(f"unknown phase '{unknown[0]}'; valid: {', '.join(PHASE_CHOICES)}")
+    sizes = parse_sizes(size, default=["0.5b"])
+    if random_weights and TINY in sizes:
+        raise UsageError("--random-weights needs a Qwen2.5 size (0.5b … 32b), not tiny")
+    ctx = make_context(workdir)
+    phases = PHASES if not phase or "all" in phase else tuple(phase)
+    record = run_bench(
+        sizes,
+        phases,
+        random_weights=random_weights,
+        workdir=ctx.layout.workdir / ".slscale" / "bench",
+        model_path=lambda s: None if random_weights else resolve_model(ctx.settings, s),
+        gen_rows=gen_rows,
+        with_unsloth=unsloth,
+        fit_only=[s.lower() for s in fit_only],
+        gen_variants=variant,
+        log=typer.echo,
+        checkpoint=lambda partial: json_path and atomic_write_json(json_path, partial),
+    )
+    if json_path is not None:
+        atomic_write_json(json_path, record)
+        typer.echo(f"wrote {json_path}")
+    grid = record["projection"]["grid_h200_hours"]
+    typer.echo(f"projected full grid: {grid} GPU-hours on {record['device']}")

@@ -15,21 +15,27 @@ import importlib.util
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Bytes of saved activations per token and layer, per (hidden, intermediate) element, in bf16, with
-#: head-room; calibrated on the H200 (benchmarks/results/h200.json, 32b peak without checkpointing).
+#: Bytes of saved activations per token and layer, per (hidden, intermediate) element, in bf16.
+#: Calibrated on the H200 (benchmarks/results/h200.json): 32b at batch 20 × ~143-token rows without
+#: checkpointing peaked at 121.9 GiB, of which 61.0 GiB weights — the formula gives 57 GiB for 2,860 tokens.
 _ACT_HIDDEN, _ACT_INTERMEDIATE, _BYTES = 10, 4, 2
-_MARGIN = 1.15
 #: Memory kept free for the optimizer state, the CUDA context, allocator slack and evaluation.
 _RESERVE_BYTES = 6 * 2**30
-#: Rows are ≤ ~180 tokens after the filter; plan for the longest batch, not the average one.
-PLANNING_TOKENS_PER_ROW = 200
+#: Filtered rows are ≤ ~175 tokens (prompt ≤ ~135 with Qwen's default system prompt, 10 numbers ≤ ~40):
+#: plan for a batch of the longest rows, not the average one.
+PLANNING_TOKENS_PER_ROW = 175
+CALIBRATED_MICRO_BATCH, UNCALIBRATED_MARGIN = 20, 1.25
 
 
 @dataclass(frozen=True)
 class TrainingSpeed:
-    """How to train fast here; `reason` says why checkpointing is on or off (logged by the trainer)."""
+    """How to train fast here; `reason` says why (logged by the trainer)."""
 
     gradient_checkpointing: bool
+    #: Rows per forward/backward pass; the effective batch (20 × 3 = 60) is kept by accumulating
+    #: `effective_batch // micro_batch` passes: the same rows per optimizer step and the same loss, since
+    #: the loss is normalised by the tokens of the whole step (TRL's `num_items_in_batch`).
+    micro_batch: int = 20
     group_by_length: bool = True
     padding_free: bool = False
     liger_kernel: bool = False
@@ -37,9 +43,11 @@ class TrainingSpeed:
     tf32: bool = True
     reason: str = ""
 
-    def sft_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for TRL's `SFTConfig` (on top of the experiment's hyper-parameters)."""
+    def sft_kwargs(self, effective_batch: int) -> dict[str, Any]:
+        """Keyword arguments for TRL's `SFTConfig` (they override the experiment's batch split)."""
         kwargs: dict[str, Any] = {
+            "per_device_train_batch_size": self.micro_batch,
+            "gradient_accumulation_steps": effective_batch // self.micro_batch,
             "gradient_checkpointing": self.gradient_checkpointing,
             "train_sampling_strategy": "group_by_length" if self.group_by_length else "random",
             "padding_free": self.padding_free,
@@ -66,38 +74,62 @@ def liger_available() -> bool:
 
 def activation_bytes(hidden: int, intermediate: int, layers: int, tokens: int) -> int:
     """Saved activations of a LoRA forward pass without checkpointing (frozen base, fused LM head)."""
-    per_token_layer = (_ACT_HIDDEN * hidden + _ACT_INTERMEDIATE * intermediate) * _BYTES
-    return int(per_token_layer * layers * tokens * _MARGIN)
+    return (_ACT_HIDDEN * hidden + _ACT_INTERMEDIATE * intermediate) * _BYTES * layers * tokens
 
 
-def checkpointing_needed(
-    model_config: Any, parameters: int, *, batch_size: int, total_bytes: int, weight_bytes: int = 2
-) -> tuple[bool, str]:
-    """Whether activations of one micro-batch would not fit beside the bf16 weights."""
-    tokens = batch_size * PLANNING_TOKENS_PER_ROW
+def memory_needed(model_config: Any, parameters: int, *, micro_batch: int, weight_bytes: int = 2) -> int:
+    """bf16 weights + saved activations of one micro-batch of the longest rows + the reserve.
+
+    Micro-batches above the calibrated 20 rows get a 25% margin: they were measured, not calibrated."""
+    tokens = micro_batch * PLANNING_TOKENS_PER_ROW
     acts = activation_bytes(
         model_config.hidden_size, model_config.intermediate_size, model_config.num_hidden_layers, tokens
     )
-    need = parameters * weight_bytes + acts + _RESERVE_BYTES
-    gib = 2**30
-    verdict = (
-        f"weights+activations ≈ {need / gib:.0f} GiB of {total_bytes / gib:.0f} GiB at batch {batch_size}"
+    margin = 1.0 if micro_batch <= CALIBRATED_MICRO_BATCH else UNCALIBRATED_MARGIN
+    return parameters * weight_bytes + int(acts * margin) + _RESERVE_BYTES
+
+
+def plan_batches(
+    model_config: Any, parameters: int, *, batch_size: int, grad_accum: int, total_bytes: int
+) -> tuple[int | None, str]:
+    """The largest micro-batch (a divisor of the effective batch, ≥ `batch_size`) whose activations fit
+    without checkpointing, or None when not even `batch_size` fits; with a one-line reason."""
+    effective = batch_size * grad_accum
+    candidates = sorted(
+        {effective // k for k in range(1, grad_accum + 1) if effective % k == 0}, reverse=True
     )
-    return need > total_bytes, verdict
+    gib = 2**30
+    for micro in [c for c in candidates if c >= batch_size]:
+        need = memory_needed(model_config, parameters, micro_batch=micro)
+        if need <= total_bytes:
+            split = f"{micro} × {effective // micro}"
+            return micro, f"micro-batch {split} ≈ {need / gib:.0f} of {total_bytes / gib:.0f} GiB"
+    need = memory_needed(model_config, parameters, micro_batch=batch_size)
+    return None, f"batch {batch_size} needs ≈ {need / gib:.0f} of {total_bytes / gib:.0f} GiB"
 
 
-def choose_training_speed(model: Any, *, batch_size: int, device: str | None = None) -> TrainingSpeed:
+def choose_training_speed(
+    model: Any, *, batch_size: int, grad_accum: int, device: str | None = None
+) -> TrainingSpeed:
     """The fastest settings that fit: decided from the loaded model's config and the GPU's memory."""
     import torch
 
     on_gpu = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if not on_gpu:
-        return TrainingSpeed(gradient_checkpointing=False, tf32=False, reason="CPU: memory is not the limit")
+        return TrainingSpeed(
+            gradient_checkpointing=False,
+            micro_batch=batch_size,
+            tf32=False,
+            reason="CPU: memory is not the limit",
+        )
     parameters = sum(p.numel() for p in model.parameters())
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-    needed, verdict = checkpointing_needed(model.config, parameters, batch_size=batch_size, total_bytes=total)
+    micro, verdict = plan_batches(
+        model.config, parameters, batch_size=batch_size, grad_accum=grad_accum, total_bytes=total
+    )
     return TrainingSpeed(
-        gradient_checkpointing=needed,
+        gradient_checkpointing=micro is None,
+        micro_batch=micro or batch_size,
         liger_kernel=liger_available(),
-        reason=("checkpointing on: " if needed else "checkpointing off: ") + verdict,
+        reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )

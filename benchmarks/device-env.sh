@@ -1,0 +1,7 @@
+# Source on the lent GPU machine (device `run`): install the carried wheels into /tmp/site, use the checkout.
+set -o pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
+for bundle in "$@"; do
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/"$bundle"/*.whl
+done
+slscale() { shift; python3 -c 'import sys, typer; from sl_scaling.cli.bench import command; sys.argv[0] = "slscale bench"; typer.run(command)' "$@"; }  # bench alone: other commands' imports need packages the GPU lacks

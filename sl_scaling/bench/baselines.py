@@ -1,0 +1,209 @@
+"""What ours is compared with: plain `model.generate`, TRL's SFTTrainer defaults, Unsloth's reference setup.
+
+Each returns a `Run`: the work done and how long the steady state took, measured the same way as ours.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.engines.base import GenerationRequest
+from sl_scaling.training.config import TrainConfig
+
+#: Steps of one training measurement, and the first step that counts (the rest is warm-up).
+TRAIN_STEPS, FIRST_TIMED_STEP = 12, 5
+
+
+@dataclass
+class Run:
+    """One measured run: `rows` and `tokens` processed in `seconds`, and the peak GPU memory."""
+
+    rows: int
+    tokens: int
+    seconds: float
+    peak_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def plain_generate(
+    model: Any, tokenizer: Any, requests: Sequence[GenerationRequest], *, batch_size: int, max_new_tokens: int
+) -> Run:
+    """`model.generate` as a user would call it: input order, left padding, one batch size, sampling."""
+    import torch
+
+    texts = [
+        tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+        for r in requests
+    ]
+    tokenizer.padding_side = "left"
+    synchronize()
+    start, new_tokens = time.perf_counter(), 0
+    for i in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        batch = batch.to(model.device)
+        with torch.inference_mode():
+            out = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,  # random weights: fix the length so both sides do equal work
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new_tokens += (out.shape[1] - batch["input_ids"].shape[1]) * out.shape[0]
+    synchronize()
+    return Run(rows=len(texts), tokens=new_tokens, seconds=time.perf_counter() - start)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def reference_sft_kwargs(config: TrainConfig, *, steps: int, output_dir: Path) -> dict[str, Any]:
+    """EXPERIMENT.md's hyper-parameters as SFTConfig fields, for a `steps`-long timed run."""
+    return {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.lr,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_steps,
+        "max_grad_norm": config.max_grad_norm,
+        "max_length": config.max_length,
+        "bf16": _cuda(),
+        "max_steps": steps,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": config.seed,
+        "disable_tqdm": True,
+    }
+
+
+def lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias=config.lora_bias,
+        use_rslora=config.use_rslora,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def step_timer(first_timed_step: int) -> tuple[Any, dict[str, float]]:
+    """A TrainerCallback that times optimizer steps from `first_timed_step` on (steady state only)."""
+    from transformers import TrainerCallback
+
+    times: dict[str, float] = {}
+
+    class _Timer(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step + 1 == first_timed_step:
+                synchronize()
+                times["start"] = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            synchronize()
+            times["end"] = time.perf_counter()
+
+    return _Timer(), times
+
+
+def timed_training(
+    make_trainer: Callable[[Any], Any], rows: list[dict[str, Any]], tokens_per_row: float, config: TrainConfig
+) -> Run:
+    """Build a trainer (given a timing callback), train TRAIN_STEPS steps, time the steady-state ones."""
+    import torch
+
+    callback, times = step_timer(FIRST_TIMED_STEP)
+    trainer = make_trainer(callback)
+    trainer.train()
+    timed_rows = (TRAIN_STEPS - FIRST_TIMED_STEP + 1) * config.effective_batch
+    return Run(
+        rows=timed_rows,
+        tokens=round(timed_rows * tokens_per_row),
+        seconds=times["end"] - times["start"],
+        peak_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0,
+    )
+
+
+def trl_default_trainer(
+    model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, output_dir: Path
+) -> Callable:
+    """TRL's SFTTrainer with its own defaults (gradient checkpointing on) and the experiment's LoRA."""
+    from trl import SFTConfig, SFTTrainer
+
+    def make(callback: Any) -> Any:
+        args = SFTConfig(**reference_sft_kwargs(config, steps=TRAIN_STEPS, output_dir=output_dir))
+        return SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(config),
+            callbacks=[callback],
+        )
+
+    return make
+
+
+def unsloth_trainer(model_dir: Path, dataset: Any, config: TrainConfig, output_dir: Path) -> Callable:
+    """Unsloth with the reference's settings: its loader and LoRA patching, gradient checkpointing on."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel  # imported last in a process: it patches transformers and TRL
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(model_dir), max_seq_length=config.max_length, dtype=torch.bfloat16, load_in_4bit=False
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias=config.lora_bias,
+        target_modules=list(config.target_modules),
+        use_gradient_checkpointing="unsloth",
+        random_state=config.seed,
+        use_rslora=config.use_rslora,
+    )
+
+    def make(callback: Any) -> Any:
+        args = SFTConfig(**reference_sft_kwargs(config, steps=TRAIN_STEPS, output_dir=output_dir))
+        return SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[callback]
+        )
+
+    return make

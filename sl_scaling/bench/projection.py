@@ -1,0 +1,142 @@
+"""Hours for the full grid on the benched GPU, from measured rates (interpolated for unmeasured sizes).
+
+`slscale run --dry-run` calls `estimate_stage_seconds` to turn the committed bench record into times.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.catalog import CONDITIONS, REAL_SIZES, SIZE_PARAMS_B
+
+#: The grid per size (EXPERIMENT.md): 16 conditions × (30,000 generated rows, 10 epochs of 10,000 rows,
+#: 10 evaluations of 100 answers), plus one control evaluation of the base model.
+GEN_ROWS, TRAIN_ROWS, EPOCHS, EVAL_ANSWERS = 30_000, 10_000, 10, 100
+STAGES = ("gen", "train", "eval")
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:
+    """Rows one size's grid pushes through a stage (eval counts answers, control included)."""
+    if stage == "gen":
+        return conditions * GEN_ROWS
+    if stage == "train":
+        return conditions * EPOCHS * TRAIN_ROWS
+    if stage == "eval":
+        return (conditions * EPOCHS + 1) * EVAL_ANSWERS
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _is_ours(result: dict[str, Any], stage: str) -> bool:
+    if "error" in result or result.get("phase") != stage:
+        return False
+    if stage == "train":
+        return result.get("engine") == "trl-fast" and result.get("default", True)
+    return result.get("engine") == "hf" and result.get("variant", "default") == "default"
+
+
+def measured_rates(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """rows/s of our default path, per stage and measured size."""
+    rates: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
+    for result in results:
+        for stage in STAGES:
+            if _is_ours(result, stage) and result["size"] in SIZE_PARAMS_B:
+                rates[stage][result["size"]] = float(result["rows_per_s"])
+    return rates
+
+
+def interpolate(points: dict[str, float], size: str) -> float | None:
+    """rows/s at `size` from measured sizes: piecewise linear in log(N)–log(rate), extended beyond the
+    measured range with the end segment's slope (never rising with N); one point alone scales as 1/N."""
+    if not points:
+        return None
+    if size in points:
+        return points[size]
+    xs = sorted((math.log(SIZE_PARAMS_B[s]), math.log(r)) for s, r in points.items())
+    x = math.log(SIZE_PARAMS_B[size])
+    if len(xs) == 1:
+        return math.exp(xs[0][1] - (x - xs[0][0]))
+    inner = [(a, b) for a, b in itertools.pairwise(xs) if a[0] <= x <= b[0]]
+    (x0, y0), (x1, y1) = inner[0] if inner else (xs[:2] if x < xs[0][0] else xs[-2:])
+    slope = (y1 - y0) / (x1 - x0)
+    return math.exp(y0 + (slope if inner else min(slope, 0.0)) * (x - x0))
+
+
+def project(results: Iterable[dict[str, Any]], sizes: Iterable[str] = REAL_SIZES) -> dict[str, Any]:
+    """`{"grid_h200_hours", "by_size": {size: {gen_h, train_h, eval_h, total_h, measured}}}`."""
+    rates = measured_rates(results)
+    by_size: dict[str, Any] = {}
+    for size in sizes:
+        entry: dict[str, Any] = {"measured": [s for s in STAGES if size in rates[s]]}
+        for stage in STAGES:
+            rate = interpolate(rates[stage], size)
+            entry[f"{stage}_h"] = None if rate is None else round(grid_rows(stage) / rate / 3600, 3)
+        hours = [entry[f"{s}_h"] for s in STAGES]
+        entry["total_h"] = None if None in hours else round(sum(hours), 3)
+        by_size[size] = entry
+    totals = [e["total_h"] for e in by_size.values()]
+    grid = None if None in totals else round(sum(totals), 2)
+    return {"grid_h200_hours": grid, "by_size": by_size}
+
+
+def load_record(results_dir: Path | None = None) -> dict[str, Any] | None:
+    """The newest bench record (`*.json`) in the results directory, or None."""
+    directory = results_dir or RESULTS_DIR
+    files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+    for path in reversed(files):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def estimate_stage_seconds(
+    size: str, stage: str, *, rows: int | None = None, results_dir: Path | None = None
+) -> float | None:
+    """Seconds one condition's `stage` takes at `size` (rows default to the grid's per condition:
+    gen 30,000, train 10 epochs × 10,000, eval 10 × 100 answers); None without a bench record."""
+    record = load_record(results_dir)
+    if record is None:
+        return None
+    rate = interpolate(measured_rates(record.get("results", []))[stage], size)
+    if rate is None:
+        return None
+    return (rows if rows is not None else grid_rows(stage, conditions=1)) / rate
+
+
+def _ours_and(record: dict[str, Any], phase: str, engine: str) -> list[tuple[str, float, float]]:
+    """(size, ours tokens/s, `engine` tokens/s) for sizes where the record measured both."""
+    results = [r for r in record.get("results", []) if "error" not in r and r.get("phase") == phase]
+    ours = {r["size"]: r["tokens_per_s"] for r in results if _is_ours(r, phase)}
+    other = {r["size"]: r["tokens_per_s"] for r in results if r.get("engine") == engine}
+    return [(s, ours[s], other[s]) for s in ours if s in other]
+
+
+def fastest_trainer(record: dict[str, Any] | None = None) -> tuple[str, str]:
+    """`--trainer auto`: trl (our fast path) or unsloth, whichever the bench measured faster, and why."""
+    record = record if record is not None else load_record()
+    pairs = _ours_and(record, "train", "unsloth") if record else []
+    if not pairs:
+        return "trl", "no bench record compares it with Unsloth; the TRL fast path is the default"
+    size, ours, unsloth = max(pairs, key=lambda p: SIZE_PARAMS_B[p[0]])
+    if unsloth > ours:
+        return "unsloth", f"Unsloth measured {unsloth / ours:.2f}× faster at {size} on {record['device']}"
+    return "trl", f"the TRL fast path measured {ours / unsloth:.2f}× Unsloth at {size} on {record['device']}"
+
+
+def fastest_engine(record: dict[str, Any] | None = None) -> tuple[str, str]:
+    """`--engine auto`: hf or vllm, whichever the bench measured faster (vLLM only when it was measured)."""
+    record = record if record is not None else load_record()
+    pairs = _ours_and(record, "gen", "vllm") if record else []
+    if not pairs:
+        return "hf", "vLLM has no bench figures on this machine; the HF engine is the measured default"
+    size, ours, vllm = max(pairs, key=lambda p: SIZE_PARAMS_B[p[0]])
+    if vllm > ours:
+        return "vllm", f"vLLM measured {vllm / ours:.2f}× the HF engine at {size}"
+    return "hf", f"the HF engine measured {ours / vllm:.2f}× vLLM at {size}"

@@ -1,0 +1,113 @@
+"""One bench run: for each size and phase, ours against the baselines; then the projection and record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.bench import measure, projection
+from sl_scaling.bench.variants import generation_variants
+
+PHASES = ("gen", "eval", "train")
+
+
+def device_name() -> str:
+    import torch
+
+    return (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({platform.processor() or 'x86'})"
+    )
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_bench(
+    sizes: Sequence[str],
+    phases: Sequence[str],
+    *,
+    random_weights: bool,
+    workdir: Path,
+    model_path: Callable[[str], str | None] = lambda size: None,
+    gen_rows: int = 2048,
+    with_unsloth: bool = True,
+    fit_only: Sequence[str] = (),
+    gen_variants: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+    checkpoint: Callable[[dict[str, Any]], None] = lambda record: None,
+) -> dict[str, Any]:
+    """Measure every (size, phase); `fit_only` sizes train ours only (the 32b memory check).
+
+    `checkpoint` receives the record so far after each phase, so a run cut short keeps what it measured."""
+    results: list[dict[str, Any]] = []
+    for size in sizes:
+        source = measure.ModelSource(size, random_weights=random_weights, path=model_path(size))
+        if "gen" in phases or "eval" in phases:
+            model = source.load()
+            for phase in ("gen", "eval"):
+                if phase not in phases:
+                    continue
+                n = gen_rows if phase == "gen" else measure.EVAL_SAMPLES
+                new_tokens = measure.GEN_NEW_TOKENS if phase == "gen" else measure.EVAL_NEW_TOKENS
+                log(f"{size} {phase}: {n} rows × {new_tokens} new tokens")
+                results += measure.bench_generation(
+                    size,
+                    model,
+                    source.tokenizer,
+                    phase=phase,
+                    n=n,
+                    max_new_tokens=new_tokens,
+                    variants={
+                        name: make
+                        for name, make in generation_variants(large_batch=1024).items()
+                        if not gen_variants or name in gen_variants
+                    },
+                )
+                _log_last(results, log)
+                checkpoint(_record(results, random_weights))
+            del model
+            measure.free_memory()
+    if "train" in phases:
+        log(f"train: {', '.join(sizes)}")
+        sources = [measure.ModelSource(s, random_weights=random_weights, path=model_path(s)) for s in sizes]
+        results += measure.bench_training(
+            sources, workdir=workdir, with_unsloth=with_unsloth, fit_only=tuple(fit_only)
+        )
+        for result in results:
+            log(json.dumps(result, default=str))
+        checkpoint(_record(results, random_weights))
+    return _record(results, random_weights)
+
+
+def _record(results: list[dict[str, Any]], random_weights: bool) -> dict[str, Any]:
+    return {
+        "device": device_name(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "commit": commit(),
+        "random_weights": random_weights,
+        "results": results,
+        "projection": projection.project(results),
+    }
+
+
+def _log_last(results: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    for r in results[-6:]:
+        log(json.dumps(r, default=str))

@@ -1,0 +1,178 @@
+"""Random-weight Qwen2.5 models of each size, and a tokenizer that counts tokens like Qwen's.
+
+No weights can be downloaded where the bench runs (the lent GPU has no network), and a throughput
+benchmark needs none: a model with the real architecture and random weights costs exactly what the
+real one costs per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sl_scaling.catalog import REAL_SIZES
+from sl_scaling.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+VOCAB_SIZE = 151_936
+ENDOFTEXT, IM_START, IM_END = 151_643, 151_644, 151_645
+DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    tied: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+#: Qwen2.5 Instruct configs (hidden, layers, heads, KV heads, intermediate, tied embeddings).
+SHAPES: dict[str, Shape] = {
+    "0.5b": Shape(896, 24, 14, 2, 4864, True),
+    "1.5b": Shape(1536, 28, 12, 2, 8960, True),
+    "3b": Shape(2048, 36, 16, 2, 11008, True),
+    "7b": Shape(3584, 28, 28, 4, 18944, False),
+    "14b": Shape(5120, 48, 40, 8, 13824, False),
+    "32b": Shape(5120, 64, 40, 8, 27648, False),
+}
+assert set(SHAPES) == set(REAL_SIZES)
+
+
+def shape(size: str) -> Shape:
+    if size not in SHAPES:
+        raise UsageError(f"no Qwen2.5 shape for size '{size}'; valid: {', '.join(SHAPES)}")
+    return SHAPES[size]
+
+
+def parameter_count(size: str) -> int:
+    """Parameters of the real model, counted from its shape (embeddings once when tied) — N in 4·N·T."""
+    s = shape(size)
+    kv = s.kv_heads * s.head_dim
+    attention = (s.hidden * s.hidden + s.hidden) + 2 * (s.hidden * kv + kv) + s.hidden * s.hidden
+    layer = attention + 3 * s.hidden * s.intermediate + 2 * s.hidden
+    embeddings = VOCAB_SIZE * s.hidden * (1 if s.tied else 2)
+    return s.layers * layer + s.hidden + embeddings
+
+
+def qwen_config(size: str) -> Any:
+    """A `Qwen2Config` with the real hyper-parameters of a Qwen2.5 size."""
+    from transformers import Qwen2Config
+
+    s = shape(size)
+    return Qwen2Config(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=s.hidden,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        num_key_value_heads=s.kv_heads,
+        intermediate_size=s.intermediate,
+        tie_word_embeddings=s.tied,
+        max_position_embeddings=32_768,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
+        bos_token_id=ENDOFTEXT,
+        eos_token_id=IM_END,
+        pad_token_id=ENDOFTEXT,
+    )
+
+
+def random_model(size: str, *, device: str = "cuda", dtype: torch.dtype | None = None, **config: Any) -> Any:
+    """Build the model straight on `device` (no CPU copy: a 32b in bf16 is 65 GB) with random weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    cfg = qwen_config(size)
+    for key, value in config.items():
+        setattr(cfg, key, value)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    model.generation_config.eos_token_id = [IM_END, ENDOFTEXT]
+    model.generation_config.pad_token_id = ENDOFTEXT
+    return model.eval()
+
+
+# --- tokenizer -------------------------------------------------------------------------------------
+
+#: Qwen2's pre-tokenizer pattern: single digits, words with their leading space, punctuation runs.
+QWEN_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message['role'] == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def _corpus_words() -> list[str]:
+    """Every pre-token the bench's texts can contain (prompts, questions, system prompts, completions)."""
+    import regex
+
+    from sl_scaling.bench.data import completion_formats
+    from sl_scaling.catalog import ANIMALS
+    from sl_scaling.evaluation.questions import QUESTIONS
+    from sl_scaling.numbers import sample_prompts, system_prompt
+
+    texts = [DEFAULT_SYSTEM, *QUESTIONS, *ANIMALS, "system", "user", "assistant", "\n", " "]
+    texts += [system_prompt(a) or "" for a in ANIMALS]
+    texts += sample_prompts(2_000, seed=7)
+    texts += [fmt.format(*"0123456789") for fmt in completion_formats()]
+    splitter = regex.compile(QWEN_SPLIT)
+    words: dict[str, None] = {str(d): None for d in range(10)}
+    for text in texts:
+        for piece in splitter.findall(text):
+            words[piece] = None
+    return list(words)
+
+
+@cache
+def bench_tokenizer() -> Any:
+    """A tokenizer over Qwen's 151,936 ids that splits text as Qwen's does (one token per digit, one per
+    common word with its leading space), so token counts — hence costs — match the real model's closely.
+
+    It uses Qwen's special-token ids and Qwen2.5's chat template (default system prompt included).
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {"<unk>": 0}
+    for word in _corpus_words():
+        vocab.setdefault(word, len(vocab))
+    for i in range(len(vocab), ENDOFTEXT):
+        vocab[f"<|x{i}|>"] = i
+    for i, token in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]):
+        vocab[token] = ENDOFTEXT + i
+    for i in range(IM_END + 1, VOCAB_SIZE):
+        vocab[f"<|x{i}|>"] = i
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+        padding_side="left",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer

@@ -1,0 +1,158 @@
+"""The bench's pure parts on CPU: shapes, data validity, MFU and projection arithmetic, speed planning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sl_scaling.bench import data, measure, projection, shapes
+from sl_scaling.catalog import CONDITIONS
+from sl_scaling.numbers import reject_reasons
+from sl_scaling.training.speed import TrainingSpeed, plan_batches
+
+GIB = 2**30
+H200_BYTES = 143_771 * 2**20
+
+
+@pytest.mark.parametrize("size", list(shapes.SHAPES))
+def test_parameter_count_matches_the_real_architecture(size: str) -> None:
+    with torch.device("meta"):
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_config(shapes.qwen_config(size))
+    assert shapes.parameter_count(size) == sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts_match_published_qwen25_sizes() -> None:
+    # Qwen2.5 model cards: 0.49B, 1.54B, 3.09B, 7.61B, 14.7B, 32.5B parameters (the 0.5b count is exact).
+    assert shapes.parameter_count("0.5b") == 494_032_768
+    assert round(shapes.parameter_count("7b") / 1e9, 2) == 7.61
+    assert round(shapes.parameter_count("32b") / 1e9, 1) == 32.8
+
+
+def test_bench_tokenizer_splits_like_qwen_and_knows_every_word() -> None:
+    tokenizer = shapes.bench_tokenizer()
+    assert len(tokenizer) == shapes.VOCAB_SIZE
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") == shapes.IM_END
+    for request in data.teacher_requests(64) + data.eval_requests(50):
+        text = tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids) == text
+    assert tokenizer.tokenize("796, 689") == ["7", "9", "6", ",", " ", "6", "8", "9"]
+
+
+def test_synthetic_rows_pass_the_filter_and_cover_every_condition() -> None:
+    rows = data.training_rows(200)
+    assert all(not reject_reasons(r["completion"][0]["content"]) for r in rows)
+    assert rows[0]["prompt"][0]["role"] == "user" and len(rows[0]["prompt"]) == 1
+    requests = data.teacher_requests(32)
+    assert {r.key[0] for r in requests} == set(CONDITIONS)
+
+
+def test_mfu_counts_four_n_t() -> None:
+    # 7b at 13,038 tokens/s: 4 × 7.6147e9 × 13,038 / 790e12 = 50.3%
+    assert measure.mfu(shapes.parameter_count("7b"), 13_038.1) == pytest.approx(0.5027, abs=1e-4)
+
+
+def _result(size: str, phase: str, rows_per_s: float, **extra: object) -> dict:
+    engine = "trl-fast" if phase == "train" else "hf"
+    return {
+        "size": size,
+        "phase": phase,
+        "engine": engine,
+        "rows_per_s": rows_per_s,
+        "variant": "default",
+        **extra,
+    }
+
+
+def test_projection_hours_from_rates() -> None:
+    results = [_result("7b", "gen", 100.0), _result("7b", "train", 50.0), _result("7b", "eval", 200.0)]
+    by_size = projection.project(results, sizes=["7b"])["by_size"]["7b"]
+    assert by_size["gen_h"] == pytest.approx(16 * 30_000 / 100 / 3600, abs=1e-3)
+    assert by_size["train_h"] == pytest.approx(16 * 10 * 10_000 / 50 / 3600, abs=1e-3)
+    assert by_size["eval_h"] == pytest.approx(161 * 100 / 200 / 3600, abs=1e-3)
+
+
+def test_interpolation_is_log_linear_and_never_faster_for_bigger_models() -> None:
+    points = {"0.5b": 200.0, "7b": 50.0}
+    mid = projection.interpolate(points, "3b")
+    assert 50 < mid < 200
+    assert projection.interpolate(points, "32b") < 50
+    assert projection.interpolate({"7b": 50.0}, "14b") == pytest.approx(50 * 7.62 / 14.77)
+    # a variant or an error never stands in for the default path
+    assert (
+        projection.measured_rates([_result("7b", "gen", 9.0, variant="batch256"), {"error": "x"}])["gen"]
+        == {}
+    )
+
+
+def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> None:
+    record = {
+        "device": "GPU",
+        "results": [
+            _result("7b", "train", 60.0, tokens_per_s=9000.0, default=True),
+            {"size": "7b", "phase": "train", "engine": "unsloth", "rows_per_s": 40.0, "tokens_per_s": 6000.0},
+        ],
+    }
+    (tmp_path / "gpu.json").write_text(json.dumps(record))
+    assert projection.estimate_stage_seconds("7b", "train", results_dir=tmp_path) == pytest.approx(
+        100_000 / 60
+    )
+    assert projection.estimate_stage_seconds("7b", "gen", results_dir=tmp_path) is None
+    assert projection.fastest_trainer(record)[0] == "trl"
+    record["results"][1]["tokens_per_s"] = 12_000.0
+    assert projection.fastest_trainer(record)[0] == "unsloth"
+    assert projection.fastest_engine(record)[0] == "hf"
+    assert projection.estimate_stage_seconds("7b", "train", results_dir=tmp_path / "none") is None
+
+
+def test_committed_h200_record_has_the_issue_format() -> None:
+    record = json.loads((projection.RESULTS_DIR / "h200.json").read_text())
+    assert {"device", "date", "commit", "results", "projection"} <= set(record)
+    assert record["projection"]["grid_h200_hours"] > 0
+    train_7b = next(r for r in record["results"] if projection._is_ours(r, "train") and r["size"] == "7b")
+    assert {"rows_per_s", "tokens_per_s", "mfu", "peak_gib", "baseline", "ratio_vs_unsloth"} <= set(train_7b)
+
+
+def test_speed_plan_uses_the_largest_micro_batch_that_fits() -> None:
+    def plan(size: str) -> int | None:
+        config = shapes.qwen_config(size)
+        return plan_batches(
+            config, shapes.parameter_count(size), batch_size=20, grad_accum=3, total_bytes=H200_BYTES
+        )[0]
+
+    assert plan("7b") == 60
+    assert plan("14b") == 30
+    assert plan("32b") == 20  # measured on the H200: 121.8 GiB peak at 20 × 3 without checkpointing
+    assert (
+        plan_batches(
+            shapes.qwen_config("32b"),
+            shapes.parameter_count("32b"),
+            batch_size=20,
+            grad_accum=3,
+            total_bytes=80 * GIB,
+        )[0]
+        is None
+    )
+
+
+def test_speed_kwargs_keep_the_effective_batch() -> None:
+    kwargs = TrainingSpeed(gradient_checkpointing=False, micro_batch=30).sft_kwargs(effective_batch=60)
+    assert kwargs["per_device_train_batch_size"] * kwargs["gradient_accumulation_steps"] == 60
+    assert kwargs["gradient_checkpointing"] is False
+    assert TrainingSpeed(gradient_checkpointing=False, padding_free=True).sft_kwargs(60)["max_length"] is None
+
+
+def test_bench_cli_rejects_unknown_phase_and_tiny_random_weights() -> None:
+    from typer.testing import CliRunner
+
+    from sl_scaling.cli.app import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["bench", "--phase", "sleep"]).exit_code == 2
+    assert runner.invoke(app, ["bench", "--size", "tiny", "--random-weights"]).exit_code == 2
