@@ -32,7 +32,7 @@ from sl_scaling.state import DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 from sl_scaling.status import STALE, GridStatus, StatusRow
 
 #: Metrics a stage may pass to `job_advanced` that are rates, shown in the rate column.
-RATE_METRICS = {"tokens_per_s": "tok/s", "rows_per_s": "rows/s", "samples_per_s": "samples/s"}
+RATE_METRICS = {"rows_per_s": "rows/s", "tokens_per_s": "tok/s", "samples_per_s": "samples/s"}
 STATE_STYLES = {
     RUNNING: "bold cyan",
     STALE: "bold magenta",
