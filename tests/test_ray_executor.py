@@ -246,3 +246,14 @@ def test_vllm_shards_with_its_multiprocessing_backend_only_when_asked():
 
     assert parallel_kwargs(1) == {}
     assert parallel_kwargs(4) == {"tensor_parallel_size": 4, "distributed_executor_backend": "mp"}
+
+
+def test_a_node_that_cannot_read_the_drivers_marker_says_so(workdir):
+    pytest.importorskip("ray")
+    from sl_scaling.executors.ray import probe_node
+
+    answer = probe_node(str(workdir), "a-token-the-driver-never-wrote")
+    assert answer["seen"] is False
+    assert not (workdir / ".slscale-cluster-check").exists() or not any(
+        (workdir / ".slscale-cluster-check").iterdir()
+    )

@@ -13,6 +13,7 @@ Imported only for `--executor ray` (it needs the `cluster` extra).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -261,6 +262,8 @@ class RayExecutor:
         finally:
             for path in check_dir.glob(f"{token}.*"):
                 path.unlink()
+            with contextlib.suppress(OSError):  # another run may be checking at the same time
+                check_dir.rmdir()
         for ref, answer in answers.items():
             node = refs[ref]
             if not answer["seen"] or node["NodeID"] not in seen_by_driver:
