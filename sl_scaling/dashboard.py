@@ -115,7 +115,7 @@ class LiveReporter:
             TimeRemainingColumn(),
             console=self.console,
         )
-        self._overall_task = self.overall.add_task("overall", total=0)
+        self._overall_task = self.overall.add_task("0 active · elapsed", total=0)
         self._planned: int | None = None
         self._finished = 0
         self._tasks: dict[str, TaskID] = {}
