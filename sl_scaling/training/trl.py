@@ -64,42 +64,43 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
     """TRL's SFTConfig for one student. Checkpoints (optimizer, scheduler, RNG, data order) are saved
     at every epoch's end, only the latest kept: that is what a resume continues from.
 
-    `speed` holds the fast-path knobs (checkpointing, length-grouped batches, TF32, ...) of
-    `training/speed.py`; they change how fast the same optimisation runs, not what it computes.
+    `speed` holds the fast-path knobs of `training/speed.py` (checkpointing, the micro-batch split of the
+    same effective batch, length-grouped batches, TF32, ...): they change how fast the same optimisation
+    runs, not what it computes.
     """
     from trl import SFTConfig
 
-    return SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_steps,
-        max_grad_norm=config.max_grad_norm,
-        max_length=config.max_length,
-        bf16=bool(config.bf16),
-        fp16=False,
-        seed=config.seed,
-        data_seed=config.seed,
-        packing=False,
-        logging_strategy="steps",
-        logging_steps=1,
-        save_strategy="epoch",
-        save_total_limit=1,
-        report_to="none",
-        disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
-        dataloader_pin_memory=torch.cuda.is_available(),
-        **speed,
-    )
+    experiment = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": config.epochs,
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.lr,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_steps,
+        "max_grad_norm": config.max_grad_norm,
+        "max_length": config.max_length,
+        "bf16": bool(config.bf16),
+        "fp16": False,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "packing": False,
+        "logging_strategy": "steps",
+        "logging_steps": 1,
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "include_num_input_tokens_seen": "non_padding",
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+    return SFTConfig(**{**experiment, **speed})
 
 
 def training_speed(model: Any, config: TrainConfig, *, backend_checkpointing: bool) -> TrainingSpeed:
     """The fast-path settings for this model and GPU; an explicit `gradient_checkpointing` wins, and a
     backend with its own checkpointing (Unsloth) gets none from the SFT loop."""
-    speed = choose_training_speed(model, batch_size=config.batch_size)
+    speed = choose_training_speed(model, batch_size=config.batch_size, grad_accum=config.grad_accum)
     if backend_checkpointing:
         return replace(
             speed,
@@ -126,7 +127,7 @@ def sft_trainer(
     """The SFT loop on pre-tokenized rows (`input_ids`, `labels`): labels carry the loss mask."""
     trainer = PortableSFTTrainer(
         model=model,
-        args=sft_config(config, output_dir, speed.sft_kwargs()),
+        args=sft_config(config, output_dir, speed.sft_kwargs(config.effective_batch)),
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
