@@ -12,6 +12,11 @@ import pytest
 if TYPE_CHECKING:
     from hub_stub import HubStub
 
+# One intra-op thread: the tiny model gains nothing from two, and with tests that start subprocesses
+# OpenMP threads oversubscribe the 2 CI cores and spin (measured: generate 6× slower with 2 threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 SECRET_ENV = (
     "HF_TOKEN",
     "SLSCALE_HF_TOKEN",
