@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from sl_scaling.cli import bench, evaluate, filter, gen, plot, push, report, run, status, train
 from sl_scaling.cli.errors import ErrorHandlingGroup
+
+# transformers/huggingface_hub progress bars would draw over our own dashboard and log lines.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(
     name="slscale",
@@ -18,6 +23,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -33,7 +33,7 @@ def command(
     ] = [],  # noqa: B006
     variant: Annotated[
         list[str],
-        typer.Option("--variant", help="Generation variants to time (repeatable) [default: all]."),
+        typer.Option("--variant", help="Generation variants to time (repeatable) (default: all)."),
     ] = [],  # noqa: B006
     workdir: Workdir = None,
 ) -> None:

@@ -38,6 +38,9 @@ class ErrorHandlingGroup(TyperGroup):
                 raise
             error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # `slscale … | head`: the reader left; nothing to report
+            sys.stderr.close()
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             if debug_enabled():
                 raise

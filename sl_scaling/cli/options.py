@@ -21,7 +21,7 @@ AllAnimals = Annotated[
 Run = Annotated[int, typer.Option("--run", help="Replicate run id; runs other than 1 get '-run-R' names.")]
 Workdir = Annotated[
     Path | None,
-    typer.Option("--workdir", "-w", help="Working directory [default: $SLSCALE_WORKDIR or the current one]."),
+    typer.Option("--workdir", "-w", help="Working directory (default: $SLSCALE_WORKDIR or the current one)."),
 ]
 Engine = Annotated[
     str,
@@ -33,7 +33,7 @@ Trainer = Annotated[
     str,
     typer.Option("--trainer", help="Trainer: auto (the fastest available, says which), trl, unsloth."),
 ]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: engine's choice].")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: engine's choice).")]
 NoPush = Annotated[
     bool, typer.Option("--no-push", help="Keep everything local; publish later with 'slscale push'.")
 ]

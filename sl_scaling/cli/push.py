@@ -26,7 +26,7 @@ DryRun = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print the planned or finished uploads as JSON.")]
 RunFilter = Annotated[
     int | None,
-    typer.Option("--run", help="Only this replicate run [default: every run].", show_default=False),
+    typer.Option("--run", help="Only this replicate run (default: every run).", show_default=False),
 ]
 
 

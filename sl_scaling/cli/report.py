@@ -45,12 +45,12 @@ def command(
     run: Annotated[
         list[str],
         typer.Option(
-            "--run", help="Replicate runs: 2, 1..3 or 1,2,4 (repeatable) [default: every run found]."
+            "--run", help="Replicate runs: 2, 1..3 or 1,2,4 (repeatable) (default: every run found)."
         ),
     ] = [],  # noqa: B006
     epoch: Annotated[
         int | None,
-        typer.Option("--epoch", min=1, help="Students' epoch to compare [default: the last one evaluated]."),
+        typer.Option("--epoch", min=1, help="Students' epoch to compare (default: the last one evaluated)."),
     ] = None,
     bootstrap: Annotated[
         str,

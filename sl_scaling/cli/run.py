@@ -51,11 +51,11 @@ def command(
     all_animals: opt.AllAnimals = False,
     run: opt.Run = 1,
     n: Annotated[
-        int | None, typer.Option("--n", help="Rows per condition [default: 30000; tiny: 300].")
+        int | None, typer.Option("--n", help="Rows per condition (default: 30000; tiny: 300).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per condition [default: 10; tiny: 2].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per condition (default: 10; tiny: 2).")] = None,
     samples: Annotated[
-        int | None, typer.Option(help="Answers per evaluation [default: 100; tiny: 50].")
+        int | None, typer.Option(help="Answers per evaluation (default: 100; tiny: 50).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Prompt-generator seed.")] = 42,
     max_new_tokens: Annotated[int, typer.Option(help="Teacher generation cap (tokens).")] = 128,
@@ -99,8 +99,9 @@ def command(
 
     Sizes run largest first (default: all six real sizes); within a size, neutral then the animals
     (default: all 16 conditions). Whatever the state DB says is done is skipped; interrupted stages
-    continue where they stopped. Each stage logs to logs/qwen-2.5-scaling/{stage}_{size}_{time}.log.
-    Example: slscale run --size tiny --animal neutral --animal dolphin --animal eagle
+    continue where they stopped. Each stage logs to `logs/qwen-2.5-scaling/{stage}_{size}_{time}.log`.
+
+    Example: `slscale run --size tiny --animal neutral --animal dolphin --animal eagle`
 
     A job that fails is retried (--max-retries), then marked failed; what depends on it is skipped
     and everything else goes on; the command then exits 1 and lists them (slscale status shows them).
@@ -141,8 +142,8 @@ def command(
         ray_address=ray_address if executor == "ray" else None,
     )
     try:
-        reporter = make_reporter()
-        result = run_grid(ctx, chosen_sizes, conditions, options, reporter, runner)
+        with make_reporter() as reporter:
+            result = run_grid(ctx, chosen_sizes, conditions, options, reporter, runner)
     finally:
         runner.close()
     if result.problems:
