@@ -73,7 +73,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_position_embeddings=32_768,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="bfloat16",
     )
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(dest)
