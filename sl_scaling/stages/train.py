@@ -9,7 +9,6 @@ recorded epoch (see `training/callback.py` and `training/resume.py` for why that
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,28 +156,26 @@ def train_condition(
         run_id=run_id,
         reporter=reporter,
     )
-    started = time.monotonic()
     try:
         weights, tokenizer = backend.load(model, config)
         dataset = build_dataset(tokenizer, rows, max_length=config.max_length, loss=config.loss)
         job = EpochJob(ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push)
         speed = training_speed(weights, config, backend_checkpointing=backend.manages_checkpointing)
         reporter.event(f"train {key}: {speed.reason}")
+        callback = EpochCallback(job)
         trainer = sft_trainer(
-            weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [EpochCallback(job)], speed
+            weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback], speed
         )
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
         recorded = {e.epoch for e in state.epochs(key)}
         missing = sorted(set(range(1, config.epochs + 1)) - recorded)
         if missing:
             raise StateError(f"train {key} ended without records for epochs {missing}; run it again")
-        seconds = time.monotonic() - started
-        tokens = trainer.state.num_input_tokens_seen
         state.finish_stage(
             key,
             STAGE,
             counts={"epochs": config.epochs, "rows": len(rows), "steps": trainer.state.global_step},
-            throughput={"seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)},
+            throughput=callback.throughput(trainer.state),
         )
     except KeyboardInterrupt:
         state.interrupt_stage(key, STAGE)

@@ -159,6 +159,12 @@ class EpochCallback(TrainerCallback):
         self._first_step = 0
         self._first_tokens = 0
 
+    def throughput(self, state: Any) -> dict[str, float]:
+        """Seconds and tokens/s of this process's share of the training (a resume restarts the clock)."""
+        seconds = time.monotonic() - self._started
+        tokens = state.num_input_tokens_seen - self._first_tokens
+        return {"seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._started = time.monotonic()
         self._first_step = state.global_step
