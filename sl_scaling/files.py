@@ -34,8 +34,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+#: "No space": a full disk, a full quota, or a file-size limit (EFBIG: RLIMIT_FSIZE, a filesystem's maximum).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full_error(path: Path) -> DiskFullError:
+    return DiskFullError(
+        f"disk full while writing {path}; free some space and run the same command again "
+        "(finished work is kept)"
+    )
+
+
 class disk_errors:  # noqa: N801 - used like a function: `with disk_errors(path):`
-    """Turn ENOSPC/EDQUOT into one readable DiskFullError naming the file."""
+    """Turn ENOSPC/EDQUOT/EFBIG into one readable DiskFullError naming the file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -44,11 +55,8 @@ class disk_errors:  # noqa: N801 - used like a function: `with disk_errors(path)
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(
-                f"disk full while writing {self.path}; free some space and run the same command again "
-                "(finished work is kept)"
-            ) from None
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(self.path) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -142,25 +150,32 @@ def repair_torn_tail(path: Path) -> int:
 
 
 class JsonlAppender:
-    """Append rows durably: each batch is written whole lines at once, flushed and fsynced."""
+    """Append rows durably: each batch is written whole lines at once, then fsynced.
+
+    Unbuffered on purpose: after a failed write (disk full) nothing is left in a buffer for `close`
+    to retry, and the partial line the failure may leave is cut by `repair_torn_tail` on the next open.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
         self.path = path
-        self._handle = path.open("a", encoding="utf-8")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        if not text:
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+        if not data:
             return
         with disk_errors(self.path):
-            self._handle.write(text)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            view = memoryview(data)
+            while view:  # a write may be short (e.g. at a file-size limit); the next one says why
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
 
     def close(self) -> None:
-        self._handle.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> JsonlAppender:
         return self

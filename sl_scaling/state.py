@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sl_scaling.errors import StateError
+from sl_scaling.errors import SlscaleError, StateError
+from sl_scaling.files import disk_full_error
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -165,6 +166,8 @@ class StateStore:
             self.db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if _write_failed(exc):
+                raise _write_error(path, exc) from None
             raise StateError(
                 f"cannot use the state database {path}: {exc}. It is left untouched; move it aside "
                 "to start a fresh one (the data files under data/ and outputs/ are kept)."
@@ -188,13 +191,19 @@ class StateStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction (BEGIN IMMEDIATE: writers queue on the busy timeout)."""
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if _write_failed(exc):
+                raise _write_error(self.path, exc) from None
             raise
-        self.db.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -205,7 +214,17 @@ class StateStore:
         finally:
             self.db.execute("COMMIT")
 
+    def _missing_migrations(self) -> bool:
+        """A plain read (no write lock, so opening never waits for a writer) of what is applied."""
+        try:
+            applied = {row["name"] for row in self.db.execute("SELECT name FROM migrations")}
+        except sqlite3.OperationalError:  # a new DB: no migrations table yet
+            return True
+        return any(name not in applied for name, _ in MIGRATIONS)
+
     def _migrate(self) -> None:
+        if not self._missing_migrations():
+            return
         with self.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -559,6 +578,21 @@ class StateStore:
             yield
         finally:
             self.release_lock(key, stage)
+
+
+def _write_failed(exc: sqlite3.Error) -> bool:
+    """SQLite could not write: the disk is full (SQLITE_FULL) or a write failed (SQLITE_IOERR_*, e.g. EFBIG)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> SlscaleError:
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return disk_full_error(path)
+    return StateError(
+        f"cannot write the state database {path} ({exc}: is the disk full or failing?); fix it and run "
+        "the same command again (finished work is kept)"
+    )
 
 
 def _alive(host: str, pid: int) -> bool:

@@ -49,10 +49,22 @@ class ErrorHandlingGroup(TyperGroup):
         except Exception as exc:  # the last line of defence: one line, not a traceback
             if debug_enabled():
                 raise
+            if _out_of_memory(exc):
+                error_line(
+                    "the GPU ran out of memory; run the same command again with a smaller --batch-size "
+                    "(e.g. half), finished work is kept"
+                )
+                raise typer.Exit(1) from None
             error_line(
                 f"unexpected {type(exc).__name__}: {exc} (run again with SLSCALE_DEBUG=1 for the traceback)"
             )
             raise typer.Exit(1) from None
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, checked without importing torch (a command that never loaded it has none)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
 
 
 def exit_with(message: str, code: int = 1) -> None:
