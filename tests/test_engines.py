@@ -223,3 +223,14 @@ def test_open_engine_loads_the_hf_engine(random_model: Path) -> None:
     assert isinstance(engine, HFEngine) and engine.batch_size == 5 and engine.name == "hf"
     with pytest.raises(UsageError):
         open_engine("auto", str(random_model))
+
+
+def test_resolve_model_checks_local_overrides(tmp_path: Path, tiny_model: Path) -> None:
+    from sl_scaling.models import resolve_model
+    from sl_scaling.settings import load_settings
+
+    assert resolve_model(load_settings(), "7b") == "Qwen/Qwen2.5-7B-Instruct"
+    assert resolve_model(load_settings(), "tiny") == str(tiny_model)
+    assert resolve_model(load_settings(model_ids={"3b": str(tmp_path)}), "3b") == str(tmp_path.resolve())
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve_model(load_settings(model_ids={"3b": str(tmp_path / "missing")}), "3b")
