@@ -11,7 +11,7 @@ import shutil
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -125,6 +125,31 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
         if options.plots:
             steps.append(Step("plot", size, (), (), "grouped_bar.png, stacked_preference.png"))
     return steps
+
+
+def _stage_seconds(size: str, stage: str, rows: int) -> float | None:
+    from sl_scaling.bench.projection import estimate_stage_seconds
+
+    return estimate_stage_seconds(size, stage, rows=rows)
+
+
+def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
+    """Attach time estimates from the committed `slscale bench` figures (GPU sizes only; None without them)."""
+    estimated = []
+    for step in steps:
+        work, count = options.for_size(step.size), len(step.todo)
+        seconds: float | None = None
+        if step.size != TINY and count:
+            if step.stage == "gen":
+                seconds = _stage_seconds(step.size, "gen", work.n * count)
+            elif step.stage == "train":
+                train = _stage_seconds(step.size, "train", work.epochs * min(work.n, 10_000) * count)
+                evals = _stage_seconds(step.size, "eval", work.epochs * work.samples * count)
+                seconds = None if train is None or evals is None else train + evals
+            elif step.stage == "eval":
+                seconds = _stage_seconds(step.size, "eval", work.samples)
+        estimated.append(replace(step, estimate_s=seconds))
+    return estimated
 
 
 # --- preflight ---------------------------------------------------------------------------------

@@ -76,3 +76,13 @@ def test_dry_run_prints_the_plan_as_json_and_runs_nothing(workdir):
     plan = json.loads(result.output)
     assert [step["stage"] for step in plan] == ["gen", "filter", "train", "eval", "plot"]
     assert not (workdir / "data").exists()
+
+
+def test_dry_run_estimates_come_from_the_bench_record_for_gpu_sizes_only(workdir):
+    from sl_scaling.pipeline import with_estimates
+
+    with StateStore.open(workdir) as state:
+        steps = with_estimates(plan_grid(state, ["7b", "tiny"], ["dog"], RunOptions()), RunOptions())
+    by_key = {(s.size, s.stage): s.estimate_s for s in steps}
+    assert by_key[("7b", "gen")] > 0 and by_key[("7b", "train")] > by_key[("7b", "gen")]
+    assert by_key[("tiny", "gen")] is None and by_key[("7b", "plot")] is None

@@ -14,13 +14,15 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.executors import EXECUTORS, Outcome, make_executor
-from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid
+from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid, with_estimates
 from sl_scaling.progress import make_reporter
 
 
 def _format_estimate(seconds: float | None) -> str:
     if seconds is None:
         return "—"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
     hours, rest = divmod(int(seconds), 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
@@ -33,6 +35,12 @@ def _plan_table(steps: list[Step]) -> Table:
         todo = "—" if step.stage == "plot" else str(len(step.todo))
         done = "—" if step.stage == "plot" else str(len(step.done))
         table.add_row(step.size, step.stage, step.detail, done, todo, _format_estimate(step.estimate_s))
+    known = [step.estimate_s for step in steps if step.estimate_s is not None]
+    if known:
+        table.caption = (
+            f"estimated total {_format_estimate(sum(known))} on the GPU of benchmarks/results "
+            "(from 'slscale bench'; steps without figures not counted)"
+        )
     return table
 
 
@@ -129,7 +137,7 @@ def command(
     console = Console()
     if dry_run:
         with ctx.state() as state:
-            steps = plan_grid(state, chosen_sizes, conditions, options)
+            steps = with_estimates(plan_grid(state, chosen_sizes, conditions, options), options)
         if as_json:
             typer.echo(json.dumps([step.__dict__ | {"todo": list(step.todo)} for step in steps], indent=2))
         else:
