@@ -31,7 +31,12 @@ def request_seed(seed: int, key: Hashable) -> int:
 
 def sampling_kwargs(sampling: Sampling, key: Hashable) -> dict[str, Any]:
     """`SamplingParams` arguments: temperature and a token cap, as the reference (no top-k/top-p)."""
-    kwargs: dict[str, Any] = {"temperature": sampling.temperature, "max_tokens": sampling.max_new_tokens}
+    kwargs: dict[str, Any] = {
+        "temperature": sampling.temperature,
+        "max_tokens": sampling.max_new_tokens,
+        "top_p": 1.0,  # pure temperature sampling: never the model's recommended top-p/top-k/penalty
+        "repetition_penalty": 1.0,
+    }
     if sampling.seed is not None:
         kwargs["seed"] = request_seed(sampling.seed, key)
     return kwargs
@@ -128,6 +133,7 @@ class VLLMEngine:
             max_lora_rank=MAX_LORA_RANK,
             max_loras=MAX_LORAS,
             max_model_len=max_model_len,
+            generation_config="vllm",  # ignore generation_config.json's sampling defaults (Qwen: top_p 0.8)
             **parallel_kwargs(tensor_parallel_size),
         )
         return cls(llm, batch_size=batch_size)

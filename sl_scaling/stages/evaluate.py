@@ -91,6 +91,8 @@ def run_control_eval(
             loaded.close()
         record = epoch_record(0, evaluation, train_loss=None, adapter=None)
         upsert_epoch(ctx.layout.control_eval_json(size, run), key, ctx.settings.model_id(size), record)
+        # Epoch 0 in the DB too, so `status` and the summary see the control like any model.
+        state.record_epoch(key, 0, train_loss=None, evaluation=db_evaluation(record), adapter_path=None)
         state.finish_stage(key, STAGE, counts={"n": evaluation.n})
     return evaluation
 
