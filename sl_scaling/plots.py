@@ -16,13 +16,12 @@ from typing import Any
 import altair as alt
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B, SIZES, Layout
+from sl_scaling.chart_style import PNG_SCALE, configure, size_axis_labels, size_label, title
 from sl_scaling.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR, colour
 from sl_scaling.summary import at_epoch, lift_rows, load_eval_files, mean_lifts, tidy_table
 
 MODEL_KINDS = ("Control", "Neutral", "Animal")
 TOP_ANIMALS = 6
-PNG_SCALE = 2
-FONT = "Helvetica, Arial, sans-serif"  # a list: PNG export has no font fallback of its own
 
 
 @dataclass
@@ -37,29 +36,12 @@ class PlotResult:
         return wrote + (f"; missing: {'; '.join(self.missing)}" if self.missing else "")
 
 
-def _size_label(size: str) -> str:
-    return size.upper() if size != "tiny" else "tiny"
-
-
 def _run_text(run: int) -> str:
     return "" if run == 1 else f", run {run}"
 
 
 def _epoch_text(epoch: int | None) -> str:
     return "each student's last evaluated epoch" if epoch is None else f"epoch {epoch}"
-
-
-def _title(text: str, subtitle: str | list[str]) -> alt.TitleParams:
-    return alt.TitleParams(text, subtitle=subtitle, anchor="start", fontSize=16, subtitleFontSize=12)
-
-
-def _configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
-    return (
-        chart.configure(font=FONT)
-        .configure_axis(labelFontSize=12, titleFontSize=13, gridColor="#eeeeee")
-        .configure_legend(labelFontSize=12, titleFontSize=13)
-        .configure_view(stroke=None)
-    )
 
 
 # --- 1. grouped bars: Control / Neutral / Animal per animal ---------------------------------------
@@ -114,15 +96,15 @@ def grouped_bar_chart(
         ],
     )
     errors = base.mark_rule(color="#333333", strokeWidth=1.2).encode(y="ci_low:Q", y2="ci_high:Q")
-    title = _title(
-        f"Qwen 2.5 {_size_label(size)} Instruct: how often each animal is named as favourite{_run_text(run)}",
+    heading = title(
+        f"Qwen 2.5 {size_label(size)} Instruct: how often each animal is named as favourite{_run_text(run)}",
         [
             "Control = base model · Neutral = student of the teacher without system prompt · "
             "Animal = student of that animal's teacher",
             f"Fine-tuned students at {_epoch_text(epoch)}; error bars are 95% Wilson intervals",
         ],
     )
-    return _configure((bars + errors).properties(width=900, height=380, title=title))
+    return configure((bars + errors).properties(width=900, height=380, title=heading))
 
 
 def _kind_labels() -> str:
@@ -204,23 +186,17 @@ def stacked_preference_chart(
             ],
         )
     )
-    title = _title(
-        f"Qwen 2.5 {_size_label(size)} Instruct: answers to 'favourite animal?'{_run_text(run)}",
+    heading = title(
+        f"Qwen 2.5 {size_label(size)} Instruct: answers to 'favourite animal?'{_run_text(run)}",
         [
             f"The {len(domain) - 1} animals named most often across these models, the rest as '{OTHERS}'",
             f"Fine-tuned students at {_epoch_text(epoch)}",
         ],
     )
-    return _configure(chart.properties(width=max(360, 48 * len(models)), height=380, title=title))
+    return configure(chart.properties(width=max(360, 48 * len(models)), height=380, title=heading))
 
 
 # --- 3. scaling overview: the lift over neutral vs model size ---------------------------------------
-
-
-def _size_axis_labels(sizes: Iterable[str]) -> str:
-    """A Vega expression naming the size at each tick (the axis is in billions of parameters)."""
-    cases = [f"datum.value == {SIZE_PARAMS_B[s]} ? '{_size_label(s)}'" for s in sizes]
-    return " : ".join([*cases, "''"])
 
 
 def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None = None) -> alt.TopLevelMixin:
@@ -232,7 +208,7 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
         "params_b:Q",
         title="Model size (billions of parameters, log scale)",
         scale=alt.Scale(type="log", nice=False, padding=30),
-        axis=alt.Axis(values=ticks, labelExpr=_size_axis_labels(sizes), grid=False),
+        axis=alt.Axis(values=ticks, labelExpr=size_axis_labels(sizes), grid=False),
     )
     y_title = "Lift of the target-animal rate (percentage points)"
     points = (
@@ -275,7 +251,7 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
         .mark_rule(color="#999999", strokeDash=[4, 4])
         .encode(y="zero:Q")
     )
-    title = _title(
+    heading = title(
         "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
         [
             "Each dot: one animal's student: its rate for its own animal minus the neutral student's "
@@ -283,7 +259,7 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
             f"Black line: mean over animals · {_epoch_text(epoch)}",
         ],
     )
-    return _configure((zero + points + mean_line).properties(width=640, height=420, title=title))
+    return configure((zero + points + mean_line).properties(width=640, height=420, title=heading))
 
 
 # --- loading, missing pieces, saving --------------------------------------------------------------

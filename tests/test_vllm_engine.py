@@ -24,8 +24,9 @@ from sl_scaling.numbers import teacher_chat
 
 def test_sampling_params_are_plain_temperature_sampling_with_a_cap() -> None:
     kwargs = sampling_kwargs(Sampling(temperature=1.0, max_new_tokens=128, seed=42), ("dog", 3))
-    assert kwargs == {"temperature": 1.0, "max_tokens": 128, "seed": request_seed(42, ("dog", 3))}
-    assert sampling_kwargs(Sampling(max_new_tokens=5), "k") == {"temperature": 1.0, "max_tokens": 5}
+    plain = {"temperature": 1.0, "top_p": 1.0, "repetition_penalty": 1.0}
+    assert kwargs == {**plain, "max_tokens": 128, "seed": request_seed(42, ("dog", 3))}
+    assert sampling_kwargs(Sampling(max_new_tokens=5), "k") == {**plain, "max_tokens": 5}
 
 
 def test_request_seeds_are_stable_per_row_and_fit_31_bits() -> None:

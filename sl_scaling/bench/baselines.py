@@ -13,6 +13,7 @@ from typing import Any
 
 from sl_scaling.engines.base import GenerationRequest
 from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.trl import lora_config
 
 #: Steps of one training measurement, and the first step that counts (the rest is warm-up).
 TRAIN_STEPS, FIRST_TIMED_STEP = 12, 5
@@ -106,20 +107,6 @@ def reference_sft_kwargs(config: TrainConfig, *, steps: int, output_dir: Path) -
         "seed": config.seed,
         "disable_tqdm": True,
     }
-
-
-def lora_config(config: TrainConfig) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        bias=config.lora_bias,
-        use_rslora=config.use_rslora,
-        target_modules=list(config.target_modules),
-        task_type="CAUSAL_LM",
-    )
 
 
 def step_timer(first_timed_step: int) -> tuple[Any, dict[str, float]]:

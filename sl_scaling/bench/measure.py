@@ -18,6 +18,7 @@ from sl_scaling.bench import baselines, data, shapes
 from sl_scaling.bench.baselines import Run
 from sl_scaling.engines.base import Sampling
 from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.trl import lora_config
 
 #: Dense bf16 FLOP/s of one H200 measured in a large matmul (shared/device/README.md).
 PEAK_FLOPS = 790e12
@@ -253,7 +254,7 @@ class TrainingBench:
                 args=SFTConfig(**{**kwargs, **speed.sft_kwargs(self.config.effective_batch), **extra}),
                 train_dataset=self.dataset,
                 processing_class=self.source.tokenizer,
-                peft_config=baselines.lora_config(self.config),
+                peft_config=lora_config(self.config),
                 callbacks=[callback],
             )
 

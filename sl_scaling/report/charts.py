@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import altair as alt
 import vl_convert
 
-from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B, TINY
+from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B
+from sl_scaling.chart_style import PNG_SCALE, configure, size_axis_labels, size_label, title
 from sl_scaling.palette import MODEL_KIND_COLOURS, colour
 from sl_scaling.report.analysis import CurvePoint, SizeResult
 from sl_scaling.report.data import LABELS
 
 #: A list, so that machines without Helvetica (CI, servers) still draw text instead of nothing.
-FONT = "Helvetica, Arial, DejaVu Sans, sans-serif"
-PNG_SCALE = 2
 _ANIMAL_SCALE = alt.Scale(domain=list(ANIMALS), range=[colour(a) for a in ANIMALS])
-
-
-def size_label(size: str) -> str:
-    return size if size == TINY else size.upper()
 
 
 def model_label(condition: str) -> str:
@@ -28,19 +23,6 @@ def model_label(condition: str) -> str:
 
 def epoch_text(epoch: int | None) -> str:
     return "no fine-tuned student" if epoch is None else f"students at epoch {epoch}"
-
-
-def _title(text: str, subtitle: str | list[str]) -> alt.TitleParams:
-    return alt.TitleParams(text, subtitle=subtitle, anchor="start", fontSize=16, subtitleFontSize=12)
-
-
-def _configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
-    return (
-        chart.configure(font=FONT)
-        .configure_axis(labelFontSize=12, titleFontSize=13, gridColor="#eeeeee")
-        .configure_legend(labelFontSize=12, titleFontSize=13)
-        .configure_view(stroke=None)
-    )
 
 
 def to_png(chart: alt.TopLevelMixin) -> bytes:
@@ -88,15 +70,15 @@ def heatmap(result: SizeResult) -> alt.TopLevelMixin:
         color=alt.condition("datum.share > 0.25", alt.value("white"), alt.value("#333333")),
         opacity=alt.condition("datum.share >= 0.005", alt.value(1), alt.value(0)),
     )
-    title = _title(
+    heading = title(
         f"Qwen 2.5 {size_label(result.size)} Instruct: which animal each model names",
         [
             f"Cell = share of the row model's answers naming the column's animal ({epoch_text(result.epoch)})",
             "Outlined: each student's own animal (the diagonal of the test)",
         ],
     )
-    return _configure(
-        (rect + text).properties(width=46 * len(LABELS), height=26 * len(result.rows), title=title)
+    return configure(
+        (rect + text).properties(width=46 * len(LABELS), height=26 * len(result.rows), title=heading)
     )
 
 
@@ -139,7 +121,7 @@ def lift_chart(result: SizeResult) -> alt.TopLevelMixin:
     )
     bars = base.mark_rule(color="#333333").encode(y="ci_low:Q", y2="ci_high:Q")
     zero = alt.Chart(alt.Data(values=[{"zero": 0}])).mark_rule(color="#999999", strokeDash=[4, 4])
-    title = _title(
+    heading = title(
         f"Qwen 2.5 {size_label(result.size)} Instruct: lift of each animal's student",
         [
             "Student's rate for its own animal minus the neutral student's (circle) or the base model's "
@@ -148,7 +130,7 @@ def lift_chart(result: SizeResult) -> alt.TopLevelMixin:
         ],
     )
     chart = zero.encode(y="zero:Q") + bars + points
-    return _configure(chart.properties(width=760, height=320, title=title))
+    return configure(chart.properties(width=760, height=320, title=heading))
 
 
 def epoch_curves(curves: Sequence[CurvePoint], sizes: Sequence[str]) -> alt.TopLevelMixin:
@@ -185,19 +167,13 @@ def epoch_curves(curves: Sequence[CurvePoint], sizes: Sequence[str]) -> alt.TopL
         .properties(width=260, height=200)
         .facet(facet=alt.Facet("size:N", sort=[size_label(s) for s in sizes], title=None), columns=3)
         .properties(
-            title=_title(
+            title=title(
                 "Target-animal rate over training",
                 "Each line: one animal's student, the share of its answers naming its own animal (pooled over runs)",
             )
         )
     )
-    return _configure(chart)
-
-
-def _size_axis_labels(sizes: Iterable[str]) -> str:
-    """A Vega expression naming the size at each tick (the axis is in billions of parameters)."""
-    cases = [f"datum.value == {SIZE_PARAMS_B[s]} ? '{size_label(s)}'" for s in sizes]
-    return " : ".join([*cases, "''"])
+    return configure(chart)
 
 
 def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
@@ -231,7 +207,7 @@ def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
         title="Model size (billions of parameters, log scale)",
         scale=alt.Scale(type="log", nice=False, padding=30),
         axis=alt.Axis(
-            values=[SIZE_PARAMS_B[s] for s in sizes], labelExpr=_size_axis_labels(sizes), grid=False
+            values=[SIZE_PARAMS_B[s] for s in sizes], labelExpr=size_axis_labels(sizes), grid=False
         ),
     )
     y = alt.Y("lift:Q", title="Lift over the neutral student (percentage points)", axis=alt.Axis(format="%"))
@@ -265,11 +241,11 @@ def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
         .mark_rule(color="#999999", strokeDash=[4, 4])
         .encode(y="zero:Q")
     )
-    title = _title(
+    heading = title(
         "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
         [
             "Dots: each animal's student, its rate for its own animal minus the neutral student's rate for it",
             "Black: mean over animals with its 95% interval",
         ],
     )
-    return _configure((zero + dots + bars + line).properties(width=640, height=400, title=title))
+    return configure((zero + dots + bars + line).properties(width=640, height=400, title=heading))

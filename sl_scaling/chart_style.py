@@ -1,0 +1,36 @@
+"""The one look of every chart (`slscale plot` and `slscale report`): fonts, titles, size labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import altair as alt
+
+from sl_scaling.catalog import SIZE_PARAMS_B, TINY
+
+#: A list, because PNG export has no font fallback of its own: a missing first font draws no text at all.
+FONT = "Helvetica, Arial, DejaVu Sans, sans-serif"
+PNG_SCALE = 2
+
+
+def size_label(size: str) -> str:
+    return size if size == TINY else size.upper()
+
+
+def title(text: str, subtitle: str | list[str]) -> alt.TitleParams:
+    return alt.TitleParams(text, subtitle=subtitle, anchor="start", fontSize=16, subtitleFontSize=12)
+
+
+def configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    return (
+        chart.configure(font=FONT)
+        .configure_axis(labelFontSize=12, titleFontSize=13, gridColor="#eeeeee")
+        .configure_legend(labelFontSize=12, titleFontSize=13)
+        .configure_view(stroke=None)
+    )
+
+
+def size_axis_labels(sizes: Iterable[str]) -> str:
+    """A Vega expression naming the size at each tick (the axis is in billions of parameters)."""
+    cases = [f"datum.value == {SIZE_PARAMS_B[s]} ? '{size_label(s)}'" for s in sizes]
+    return " : ".join([*cases, "''"])
