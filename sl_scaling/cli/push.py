@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from sl_scaling.catalog import parse_conditions, parse_run, parse_sizes
-from sl_scaling.cli.context import make_context
 from sl_scaling.cli.options import AllAnimals, Animals, Sizes, Workdir
+from sl_scaling.context import make_context
 from sl_scaling.errors import HubError
 from sl_scaling.progress import NullReporter, make_reporter
 from sl_scaling.publish import PlannedUpload, Publisher
