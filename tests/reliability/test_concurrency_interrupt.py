@@ -1,0 +1,103 @@
+"""Readers and other jobs work while `gen`/`train` write; a second writer of the same job is refused;
+Ctrl-C (SIGINT) marks the stage interrupted, keeps what finished and exits 130."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import (
+    TINY,
+    TRAIN,
+    Running,
+    copy_workdir,
+    db_rows,
+    jsonl,
+    recorded_epochs,
+    slscale,
+    stage_status,
+    wait_until,
+    whole_lines,
+)
+
+from sl_scaling.catalog import Layout
+from sl_scaling.state import INTERRUPTED, RUNNING, JobKey
+
+DOG = JobKey(1, TINY, "dog")
+# Longer than the readers take (they run while it writes); both are interrupted, never finished.
+LONG_TRAIN = ["train", "--size", TINY, "--animal", "dog", *TRAIN[2:], "--epochs", "60"]
+LONG_GEN = ["gen", "--size", TINY, "--animal", "dog", "--n", "400", "--engine", "hf", "--batch-size", "4"]
+
+
+def error_line(stderr: str) -> str:
+    """The one `error:` line, last on stderr (progress lines of the work done before may precede it)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), stderr
+    assert sum(line.startswith("error:") for line in lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[-1]
+
+
+def interrupt(running: Running) -> str:
+    """Ctrl-C: exit 130, no traceback, one error line saying finished work is kept."""
+    running.signal(signal.SIGINT)
+    result = running.wait()
+    assert result.code == 130, result.output
+    line = error_line(result.stderr)
+    assert line.startswith("error: interrupted") and "kept" in line, line
+    return result.stderr
+
+
+def test_while_gen_writes_readers_work_a_second_gen_is_refused_and_ctrl_c_keeps_rows(
+    workdir: Path, cli: Callable[..., Running], tiny_model: Path
+) -> None:
+    raw = Layout(workdir).raw_jsonl(TINY, "dog")
+    writer = cli(*LONG_GEN)
+    wait_until(writer, lambda: whole_lines(raw) >= 4, "the first rows")
+
+    second = slscale(*LONG_GEN)
+    assert second.code == 1, second.output
+    line = error_line(second.stderr)
+    since = db_rows(workdir, "SELECT since FROM locks WHERE stage='gen'")[0]["since"]
+    assert f"pid {writer.pid}" in line and socket.gethostname() in line and since in line, line
+
+    status = slscale("status", "--json")
+    assert status.code == 0, status.output
+    row = next(r for r in json.loads(status.stdout)["rows"] if r["condition"] == "dog")
+    assert row["state"] == RUNNING
+    control = slscale("eval", "--size", TINY, "--control", "--samples", "10")
+    assert control.code == 0, control.output
+    assert writer.alive(), "gen ended before the readers were done; give it more rows"
+
+    interrupt(writer)
+    assert stage_status(workdir, DOG, "gen") == INTERRUPTED
+    assert db_rows(workdir, "SELECT * FROM locks") == []
+    kept = jsonl(raw)
+    indices = [r["index"] for r in kept]  # in the order batches finished
+    assert len(indices) >= 4 and len(set(indices)) == len(indices)
+
+
+def test_while_train_writes_status_plot_and_eval_work_and_ctrl_c_keeps_epochs(
+    workdir: Path, generated: Path, cli: Callable[..., Running]
+) -> None:
+    copy_workdir(generated, workdir)
+    writer = cli(*LONG_TRAIN)
+    wait_until(writer, lambda: recorded_epochs(workdir, DOG) == [1], "epoch 1 recorded")
+    for args in (
+        LONG_TRAIN,  # the same job: refused
+        ["status", "--json"],
+        ["plot", "--size", TINY],
+        ["eval", "--size", TINY, "--control", "--samples", "10"],
+    ):
+        result = slscale(*args)
+        if args[0] == "train":
+            assert result.code == 1 and f"pid {writer.pid}" in error_line(result.stderr), result.output
+        else:
+            assert result.code == 0, f"{args}: {result.output}"
+    assert writer.alive(), "training ended before the readers were done; give it more epochs"
+    interrupt(writer)
+    assert stage_status(workdir, DOG, "train") == INTERRUPTED
+    assert recorded_epochs(workdir, DOG)[0] == 1
+    assert db_rows(workdir, "SELECT * FROM locks") == []
