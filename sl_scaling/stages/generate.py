@@ -165,7 +165,8 @@ def _generate_size(
     for condition in conditions:
         key = JobKey(run, size, condition)
         record = state.stage(key, STAGE)
-        if record is not None and record.status == "done" and record.counts.get("rows", 0) >= n:
+        same_prompts = record is not None and record.config.get("seed", seed) == seed
+        if same_prompts and record.status == "done" and record.counts.get("rows", 0) >= n:
             reporter.event(f"{STAGE} {key}: already done ({record.counts['rows']} rows), skipped")
             summaries.append(GenerationSummary(key, record.counts["rows"], 0))
         else:

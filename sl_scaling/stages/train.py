@@ -232,11 +232,6 @@ def run_training(
     from sl_scaling.models import resolve_model
 
     name, why = choose_trainer(trainer, unsloth_faster=fastest_trainer()[0] == "unsloth")
-    reporter.event(why)
-    if engine.strip().lower() == "vllm":
-        reporter.event(
-            "per-epoch evaluation uses the in-memory model (hf); 'slscale eval --engine vllm' re-evaluates"
-        )
     config = config.resolved()
     _quiet_libraries()
     summaries: list[TrainSummary] = []
@@ -251,6 +246,12 @@ def run_training(
             return summaries
         model = resolve_model(ctx.settings, size)
         preflight(ctx, state, todo, model=model, config=config, push=push)
+        # Said only once the inputs are known good: a refusal stays the one line on stderr.
+        reporter.event(why)
+        if engine.strip().lower() == "vllm":
+            reporter.event(
+                "per-epoch evaluation uses the in-memory model (hf); 'slscale eval --engine vllm' re-evaluates"
+            )
         backend = get_backend(name)
         for key in todo:
             with state.locked(key, STAGE):
