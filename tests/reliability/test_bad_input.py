@@ -143,7 +143,7 @@ CASES = [
         "invalid .env choice",
         ["status"],
         2,
-        "wandb_mode",
+        "SLSCALE_WANDB_MODE",
         dotenv("SLSCALE_WANDB_MODE=sometimes\n"),
         {"WANDB_MODE": None},
     ),
