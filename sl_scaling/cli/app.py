@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from sl_scaling.cli import bench, evaluate, filter, gen, plot, push, report, run, status, train
 from sl_scaling.cli.errors import ErrorHandlingGroup
-
-# transformers/huggingface_hub progress bars would draw over our own dashboard and log lines.
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(
     name="slscale",

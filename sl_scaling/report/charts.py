@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import altair as alt
-import vl_convert
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B
 from sl_scaling.chart_style import PNG_SCALE, configure, size_axis_labels, size_label, title
@@ -26,7 +25,9 @@ def epoch_text(epoch: int | None) -> str:
 
 
 def to_png(chart: alt.TopLevelMixin) -> bytes:
-    """Render offline with vl-convert (no browser, no CDN)."""
+    """Render offline with vl-convert (no browser, no CDN); imported here, not on every CLI start."""
+    import vl_convert
+
     return vl_convert.vegalite_to_png(chart.to_dict(), scale=PNG_SCALE)
 
 
