@@ -7,7 +7,7 @@ Results go to the same files and DB rows as the per-epoch evaluation during trai
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,8 +81,8 @@ def run_control_eval(
 
     key = JobKey(run, size, CONTROL)
     name, why = choose_engine(engine)
-    reporter.event(why)
     model = resolve_model(ctx.settings, size)
+    reporter.event(why)  # once the inputs are known good: a refusal stays one line
     with ctx.state() as state, _stage(state, key, _stage_config(ctx, size, name, samples)):
         loaded = open_engine(name, model)
         try:
@@ -125,6 +125,17 @@ def _adapter_path(ctx: Context, state: StateStore, record: EpochRecord, scratch:
     return Publisher(ctx.settings, ctx.layout, state).fetch_adapter(record.key, record.epoch, dest)
 
 
+@contextmanager
+def _scratch(path: Path) -> Iterator[Path]:
+    """A folder for downloaded adapters, named per job: the job's lock makes it ours, and a folder
+    left by a killed run is emptied by the next one (a random temp name would be left forever)."""
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_adapter_eval(
     ctx: Context,
     size: str,
@@ -140,12 +151,12 @@ def run_adapter_eval(
     from sl_scaling.models import resolve_model
 
     name, why = choose_engine(engine)
-    reporter.event(why)
     results: dict[JobKey, dict[int, Evaluation]] = {}
     with ctx.state() as state:
         plan = [
             (key, _chosen_epochs(state, key, epochs)) for key in (JobKey(run, size, c) for c in conditions)
         ]
+        reporter.event(why)
         loaded = open_engine(name, resolve_model(ctx.settings, size))
         try:
             for key, records in plan:
@@ -170,10 +181,10 @@ def _evaluate_adapters(
     config = _stage_config(ctx, key.size, engine_name, samples)
     with (
         _stage(state, key, config),
-        tempfile.TemporaryDirectory(dir=layout.workdir, prefix=".fetched-") as tmp,
+        _scratch(layout.workdir / f".fetched-{key.run}-{key.size}-{key.condition}") as tmp,
     ):
         for record in records:
-            adapter = _adapter_path(ctx, state, record, Path(tmp))
+            adapter = _adapter_path(ctx, state, record, tmp)
             label = f"epoch {record.epoch}"
             evaluation = _evaluate(
                 engine, key, label, samples=samples, reporter=reporter, adapter=str(adapter)
