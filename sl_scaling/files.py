@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -59,11 +61,28 @@ class disk_errors:  # noqa: N801 - used like a function: `with disk_errors(path)
             raise disk_full_error(self.path) from None
 
 
+def _temp_prefix(path: Path) -> str:
+    """Temp files carry their writer (host and pid), so that a killed writer's can be recognised."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Delete temp files of `path` left by a killed writer on this host (a live writer's are kept)."""
+    from sl_scaling.state import _alive
+
+    host = socket.gethostname()
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.tmp"):
+        pid = temp.name[len(f".{path.name}.{host}-") :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(host, int(pid)):
+            temp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` so that `path` is either the old file or the complete new one, never a torn mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temps(path)
     with disk_errors(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
         try:
             os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be readable like any file
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from harness import (
 )
 
 from sl_scaling.catalog import Layout
-from sl_scaling.state import INTERRUPTED, RUNNING, JobKey
+from sl_scaling.state import INTERRUPTED, RUNNING, JobKey, StateStore
 
 DOG = JobKey(1, TINY, "dog")
 # Longer than the readers take (they run while it writes); both are interrupted, never finished.
@@ -101,3 +103,32 @@ def test_while_train_writes_status_plot_and_eval_work_and_ctrl_c_keeps_epochs(
     assert stage_status(workdir, DOG, "train") == INTERRUPTED
     assert recorded_epochs(workdir, DOG)[0] == 1
     assert db_rows(workdir, "SELECT * FROM locks") == []
+
+
+HOLD_WRITE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+db.execute("INSERT INTO events (ts, kind, message) VALUES ('now', 'test', 'held')")
+print("holding", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+def test_readers_open_the_db_while_another_process_holds_a_write_transaction(workdir: Path) -> None:
+    """Opening the DB checks migrations with a plain read: it must not queue behind a writer."""
+    StateStore.open(workdir).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WRITE, str(Layout(workdir).db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        result = slscale("status", "--json")
+        assert result.code == 0, result.output
+        assert holder.poll() is None  # still holding: status did not wait for it
+    finally:
+        holder.communicate("\n", timeout=60)

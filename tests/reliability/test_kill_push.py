@@ -31,13 +31,17 @@ REPOS = [
 
 
 class HoldingHub(HubStub):
-    """The Hub stand-in, able to hold one repo's commit before or after applying it until released."""
+    """The Hub stand-in, able to hold one repo's commit before or after applying it.
+
+    A held request stays held until teardown (its client is killed meanwhile), so it can never
+    complete later and race with the next push.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.held = threading.Event()
-        self.release = threading.Event()
         self.hold: tuple[str, bool] | None = None  # (repo id, after applying)
+        self.release = threading.Event()  # set at teardown
 
     def hold_commit(self, repo_id: str, *, after: bool) -> None:
         self.held.clear()
@@ -47,7 +51,7 @@ class HoldingHub(HubStub):
         if self.hold == (repo_id, after):
             self.hold = None
             self.held.set()
-            self.release.wait(120)
+            self.release.wait(600)
 
     def _take_fault(self, path: str, body: bytes) -> str | int | None:
         if self.hold and f"{self.hold[0]}/commit/" in path:
@@ -102,8 +106,6 @@ def test_push_killed_mid_upload_then_pushed_again_publishes_everything_once(
         kill_when(running, hub.held.is_set, f"the commit to {target} is {moment}")
         assert uploads(workdir)[target]["status"] == "pending"
         assert_nothing_deleted_unconfirmed(workdir)
-        hub.release.set()
-        hub.release = threading.Event()
 
     result = slscale("push", env=TOKEN_ENV)
     assert result.code == 0, result.output
