@@ -439,7 +439,8 @@ class StateStore:
         """Forget every epoch of a job (a forced retrain starts from scratch)."""
         with self.transaction() as db:
             db.execute(
-                "DELETE FROM epochs WHERE run=? AND size=? AND condition=?", (key.run, key.size, key.condition)
+                "DELETE FROM epochs WHERE run=? AND size=? AND condition=?",
+                (key.run, key.size, key.condition),
             )
             self._event(db, key, "train", "reset", f"{key} epochs forgotten")
 
