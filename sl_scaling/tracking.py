@@ -143,7 +143,9 @@ def start_tracking(
         dir=str(workdir),
         mode=mode,
         reinit="finish_previous",
-        settings=wandb.Settings(console="off", quiet=True, silent=True),  # its banner and summary would garble our view
+        settings=wandb.Settings(
+            console="off", quiet=True, silent=True
+        ),  # its banner and summary would garble our view
     )
     run.define_metric("train/step")
     run.define_metric("train/*", step_metric="train/step")
