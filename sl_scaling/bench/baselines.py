@@ -13,7 +13,7 @@ from typing import Any
 
 from sl_scaling.engines.base import GenerationRequest
 from sl_scaling.training.config import TrainConfig
-from sl_scaling.training.trl import lora_config
+from sl_scaling.training.trl import experiment_sft_kwargs, lora_config
 
 #: Steps of one training measurement, and the first step that counts (the rest is warm-up).
 TRAIN_STEPS, FIRST_TIMED_STEP = 12, 5
@@ -91,20 +91,13 @@ def plain_generate(
 def reference_sft_kwargs(config: TrainConfig, *, steps: int, output_dir: Path) -> dict[str, Any]:
     """EXPERIMENT.md's hyper-parameters as SFTConfig fields, for a `steps`-long timed run."""
     return {
+        **experiment_sft_kwargs(config),
         "output_dir": str(output_dir),
-        "per_device_train_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "learning_rate": config.lr,
-        "lr_scheduler_type": config.lr_scheduler,
-        "warmup_steps": config.warmup_steps,
-        "max_grad_norm": config.max_grad_norm,
-        "max_length": config.max_length,
         "bf16": _cuda(),
         "max_steps": steps,
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": "none",
-        "seed": config.seed,
         "disable_tqdm": True,
     }
 

@@ -60,6 +60,21 @@ def load_tokenizer(model: str) -> Any:
     return tokenizer
 
 
+def experiment_sft_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """EXPERIMENT.md's optimisation settings as SFTConfig fields: shared by training and the bench's
+    reference baselines, so both always run the same recipe."""
+    return {
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.lr,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_steps,
+        "max_grad_norm": config.max_grad_norm,
+        "max_length": config.max_length,
+        "seed": config.seed,
+    }
+
+
 def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> Any:
     """TRL's SFTConfig for one student. Checkpoints (optimizer, scheduler, RNG, data order) are saved
     at every epoch's end, only the latest kept: that is what a resume continues from.
@@ -71,18 +86,11 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
     from trl import SFTConfig
 
     experiment = {
+        **experiment_sft_kwargs(config),
         "output_dir": str(output_dir),
         "num_train_epochs": config.epochs,
-        "per_device_train_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "learning_rate": config.lr,
-        "lr_scheduler_type": config.lr_scheduler,
-        "warmup_steps": config.warmup_steps,
-        "max_grad_norm": config.max_grad_norm,
-        "max_length": config.max_length,
         "bf16": bool(config.bf16),
         "fp16": False,
-        "seed": config.seed,
         "data_seed": config.seed,
         "packing": False,
         "logging_strategy": "steps",
