@@ -107,7 +107,6 @@ def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> 
     assert projection.fastest_trainer(record)[0] == "trl"
     record["results"][1]["tokens_per_s"] = 12_000.0
     assert projection.fastest_trainer(record)[0] == "unsloth"
-    assert projection.fastest_engine(record)[0] == "hf"
     assert projection.estimate_stage_seconds("7b", "train", results_dir=tmp_path / "none") is None
 
 

@@ -128,15 +128,3 @@ def fastest_trainer(record: dict[str, Any] | None = None) -> tuple[str, str]:
     if unsloth > ours:
         return "unsloth", f"Unsloth measured {unsloth / ours:.2f}× faster at {size} on {record['device']}"
     return "trl", f"the TRL fast path measured {ours / unsloth:.2f}× Unsloth at {size} on {record['device']}"
-
-
-def fastest_engine(record: dict[str, Any] | None = None) -> tuple[str, str]:
-    """`--engine auto`: hf or vllm, whichever the bench measured faster (vLLM only when it was measured)."""
-    record = record if record is not None else load_record()
-    pairs = _ours_and(record, "gen", "vllm") if record else []
-    if not pairs:
-        return "hf", "vLLM has no bench figures on this machine; the HF engine is the measured default"
-    size, ours, vllm = max(pairs, key=lambda p: SIZE_PARAMS_B[p[0]])
-    if vllm > ours:
-        return "vllm", f"vLLM measured {vllm / ours:.2f}× the HF engine at {size}"
-    return "hf", f"the HF engine measured {ours / vllm:.2f}× vLLM at {size}"
