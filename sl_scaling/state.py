@@ -436,13 +436,15 @@ class StateStore:
             )
 
     def delete_epochs(self, key: JobKey) -> None:
-        """Forget every epoch of a job (a forced retrain starts from scratch)."""
+        """Forget every epoch of a job and its adapters' uploads (a forced retrain starts from scratch,
+        and its new adapters must replace the old ones on the Hub: `push` uploads them again)."""
+        where = "run=? AND size=? AND condition=?"
         with self.transaction() as db:
+            db.execute(f"DELETE FROM epochs WHERE {where}", (key.run, key.size, key.condition))
             db.execute(
-                "DELETE FROM epochs WHERE run=? AND size=? AND condition=?",
-                (key.run, key.size, key.condition),
+                f"DELETE FROM uploads WHERE {where} AND repo_type='model'", (key.run, key.size, key.condition)
             )
-            self._event(db, key, "train", "reset", f"{key} epochs forgotten")
+            self._event(db, key, "train", "reset", f"{key} epochs and adapter uploads forgotten")
 
     def epochs(self, key: JobKey) -> list[EpochRecord]:
         rows = self.db.execute(

@@ -242,6 +242,35 @@ def test_push_publishes_everything_then_nothing(
     assert json.loads(push("--dry-run", "--json").stdout) == []
 
 
+def test_a_forced_retrain_uploads_its_new_adapters_again(
+    hub: HubStub,
+    experiment: JobKey,
+    workdir: Path,
+    adapter_template: Path,
+    credentials: None,
+    tmp_path: Path,
+) -> None:
+    """`train --force` after a push: the retrained adapters replace the old ones on the Hub."""
+    from sl_scaling.stages.train import reset_condition
+
+    assert push().exit_code == 0
+    with StateStore.open(workdir) as state:
+        reset_condition(Layout(workdir), state, experiment)  # what --force does before retraining
+        assert {u.repo_id for u in state.uploads()} == {f"{STEM}-numbers"}
+    retrained = shutil.copytree(adapter_template, tmp_path / "retrained")
+    (retrained / "tokenizer_config.json").write_text('{"model_max_length": 32}')
+    seed_experiment(workdir, retrained)  # the retrained epochs (other bytes)
+
+    result = push()
+
+    assert result.exit_code == 0, result.output
+    assert "published 4 repo(s)" in result.stdout
+    commits = {repo_id: len(repo.commits) for (_, repo_id), repo in hub.repos.items()}
+    assert commits == {repo: 1 if kind == "dataset" else 2 for kind, repo in EXPECTED_REPOS}
+    with StateStore.open(workdir) as state:
+        assert {u.status for u in state.uploads()} == {DONE}
+
+
 def test_replicate_runs_carry_run_in_every_name_and_cards_name_the_base_model(
     hub: HubStub, workdir: Path, adapter_template: Path, credentials: None
 ) -> None:

@@ -107,6 +107,11 @@ def test_done_is_skipped_and_force_retrains(with_numbers: Layout) -> None:
     assert again.exit_code == 0 and "already done" in again.output
     assert json.loads(layout.eval_json("tiny", "dolphin").read_text()) == first
 
+    other = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "2", *FAST)
+    assert other.exit_code == 0, other.output
+    assert "epochs 1 → 2" in other.output and "--force retrains it" in other.output
+    assert json.loads(layout.eval_json("tiny", "dolphin").read_text()) == first
+
     forced = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", "--force", *FAST)
     assert forced.exit_code == 0, forced.output
     (record,) = json.loads(layout.eval_json("tiny", "dolphin").read_text())["epochs"]

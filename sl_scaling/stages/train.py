@@ -191,6 +191,18 @@ def train_condition(
     return TrainSummary(key, "trained", config.epochs, resumed_from)
 
 
+def _why_skipped(layout: Layout, key: JobKey, config: TrainConfig) -> str:
+    """A done condition is kept as it is; say so, and say when it was made with other settings."""
+    saved = load_saved_config(layout.finetune_dir(key.size, key.condition, key.run))
+    changes = config.resume_differences(saved[0]) if saved else []
+    if not changes:
+        return "already done, skipped (--force retrains)"
+    return (
+        f"done with other settings ({'; '.join(changes)}), kept as it is; "
+        "--force retrains it with the new ones"
+    )
+
+
 def _quiet_libraries() -> None:
     """Our reporter shows progress; the libraries' own bars would interleave with it."""
     import datasets
@@ -240,7 +252,7 @@ def run_training(
         todo = [key for key in keys if force or not state.is_done(key, STAGE)]
         for key in keys:
             if key not in todo:
-                reporter.event(f"train {key}: already done, skipped (--force retrains)")
+                reporter.event(f"train {key}: {_why_skipped(ctx.layout, key, config)}")
                 summaries.append(TrainSummary(key, "skipped", len(state.epochs(key))))
         if not todo:
             return summaries
