@@ -105,12 +105,20 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The JSON object in `path` (`default` if there is none); a damaged file is one readable error."""
     if not path.exists():
         return default
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MalformedInputError(f"{path}: not UTF-8 (byte {exc.start}); restore or delete it") from None
     except json.JSONDecodeError as exc:
         raise MalformedInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise MalformedInputError(
+            f"{path}: expected a JSON object, found {type(data).__name__}; restore or delete it"
+        )
+    return data
 
 
 def read_jsonl(path: Path, *, skip_invalid: bool = False) -> tuple[list[dict[str, Any]], int]:
@@ -120,12 +128,12 @@ def read_jsonl(path: Path, *, skip_invalid: bool = False) -> tuple[list[dict[str
     """
     rows: list[dict[str, Any]] = []
     skipped = 0
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError is a ValueError too
                 if not isinstance(row, dict):
                     raise ValueError("not a JSON object")
             except ValueError as exc:

@@ -159,6 +159,39 @@ class Hub:
         return HubError(self.scrub(f"{what} failed: {type(exc).__name__}: {_first_line(str(exc))}"))
 
 
+#: How long the preflight waits for the Hub to say a model exists (one request, no retries).
+MODEL_CHECK_TIMEOUT_S = 5.0
+
+
+def model_unavailable(settings: Settings, model_id: str) -> str | None:
+    """Why a Hub model id cannot be loaded here (None: it is in the local cache or on the Hub).
+
+    Asked once, in seconds, before any work: loading it later would retry for minutes and then fail.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "it is not in the Hugging Face cache and HF_HUB_OFFLINE is set"
+    hub = Hub(settings)
+    try:
+        with _quiet_hub():
+            hub.api.model_info(model_id, timeout=MODEL_CHECK_TIMEOUT_S)
+    except HfHubHTTPError as exc:
+        status = _status(exc)
+        if status == 404:
+            return f"the Hub at {hub.endpoint} has no model {model_id} (or it is private to another account)"
+        if status in AUTH_STATUS:
+            return f"the Hub at {hub.endpoint} refused access to it (HTTP {status}; gated or private?)"
+        return f"the Hub at {hub.endpoint} answered HTTP {status}"
+    except (httpx.HTTPError, OSError, OfflineModeIsEnabled) as exc:
+        return (
+            f"it is not in the Hugging Face cache and {hub.endpoint} cannot be reached ({type(exc).__name__})"
+        )
+    return None
+
+
 def _status(exc: Exception) -> int | None:
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         return exc.response.status_code

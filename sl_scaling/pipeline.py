@@ -213,6 +213,10 @@ def preflight(
             f"--tensor-parallel {options.tensor_parallel} needs that many GPUs on one machine; "
             f"the largest here has {gpus}"
         )
+    from sl_scaling.models import resolve_model
+
+    for size in dict.fromkeys(s.size for s in steps if s.todo):  # in seconds, not after hours of retries
+        resolve_model(ctx.settings, size)
     if options.push and any(s.stage in ("filter", "train") and s.todo for s in steps):
         from sl_scaling.publish import Publisher
 
@@ -276,10 +280,16 @@ def _ids(jobs: list[Job], size: str, stage: str, condition: str | None = None) -
 @contextmanager
 def stage_log(layout: Layout, stage: str, size: str, reporter: Reporter) -> Iterator[Reporter]:
     """`logs/qwen-2.5-scaling/{stage}_{size}_{YYYYmmdd_HHMMSS}.log`: every event of the stage, one per
-    line, and the traceback when it fails (a Ray worker's own output stays on its machine)."""
+    line, the libraries' own warnings and log lines (`library_output.py`), and the traceback when it
+    fails (a Ray worker's own output stays on its machine)."""
+    from sl_scaling.library_output import captured
+
     path = layout.log_file(stage, size, datetime.now().strftime("%Y%m%d_%H%M%S"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
+    with (
+        path.open("a", encoding="utf-8") as handle,
+        captured(handle, loads_transformers=stage in ("gen", "train", "eval")),
+    ):
         try:
             yield MultiReporter([reporter, PlainReporter(handle, interval=30.0)])
         except Exception:

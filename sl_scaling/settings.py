@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Literal
 
@@ -59,8 +60,34 @@ class Settings(BaseSettings):
         return self.model_ids.get(size) or DEFAULT_MODEL_IDS.get(size, size)
 
 
+DOTENV = Path(".env")
+
+
+def check_dotenv(path: Path = DOTENV) -> None:
+    """Refuse a `.env` that cannot be read, is not UTF-8 or has a line that is no `NAME=value`
+    (python-dotenv would only log a warning and drop the line, so a setting would silently be lost)."""
+    if not path.exists():
+        return
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path.resolve()}: {exc.strerror}; fix or remove it") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path.resolve()} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.string.strip()[:40]
+            raise UsageError(
+                f"{path.resolve()} line {binding.original.line} is not NAME=value: {line!r} "
+                "(.env.example shows the format)"
+            )
+
+
 def load_settings(**overrides: object) -> Settings:
     """Settings, with a readable one-liner instead of pydantic's report when a value is invalid."""
+    check_dotenv()
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

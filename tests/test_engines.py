@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -229,8 +230,35 @@ def test_resolve_model_checks_local_overrides(tmp_path: Path, tiny_model: Path) 
     from sl_scaling.models import resolve_model
     from sl_scaling.settings import load_settings
 
-    assert resolve_model(load_settings(), "7b") == "Qwen/Qwen2.5-7B-Instruct"
     assert resolve_model(load_settings(), "tiny") == str(tiny_model)
     assert resolve_model(load_settings(model_ids={"3b": str(tmp_path)}), "3b") == str(tmp_path.resolve())
     with pytest.raises(UsageError, match="does not exist"):
         resolve_model(load_settings(model_ids={"3b": str(tmp_path / "missing")}), "3b")
+
+
+def test_a_hub_model_must_be_cached_or_on_the_hub(hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found before any work, in seconds, with the fix named: not after minutes of download retries."""
+    import time
+
+    import huggingface_hub.constants
+    from hub_stub import Repo
+
+    from sl_scaling.errors import MissingPrerequisiteError
+    from sl_scaling.models import resolve_model
+    from sl_scaling.settings import load_settings
+
+    with pytest.raises(
+        MissingPrerequisiteError, match=r"has no model Qwen/Qwen2.5-7B-Instruct.*MODEL_IDS__7B"
+    ):
+        resolve_model(load_settings(), "7b")
+    hub.repos[("model", "Qwen/Qwen2.5-7B-Instruct")] = Repo("Qwen/Qwen2.5-7B-Instruct", "model", False)
+    assert resolve_model(load_settings(), "7b") == "Qwen/Qwen2.5-7B-Instruct"
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(MissingPrerequisiteError, match=r"cannot be reached.*or check the network"):
+        resolve_model(load_settings(), "7b")
+    assert time.monotonic() - started < 10
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(MissingPrerequisiteError, match="HF_HUB_OFFLINE"):
+        resolve_model(load_settings(), "7b")

@@ -18,7 +18,8 @@ from sl_scaling.catalog import CONDITIONS, REAL_SIZES, SIZE_PARAMS_B
 #: 10 evaluations of 100 answers), plus one control evaluation of the base model.
 GEN_ROWS, TRAIN_ROWS, EPOCHS, EVAL_ANSWERS = 30_000, 10_000, 10, 100
 STAGES = ("gen", "train", "eval")
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+#: The committed `slscale bench` records, shipped as package data so an installed copy reads them too.
+RESULTS_DIR = Path(__file__).with_name("records")
 
 
 def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:

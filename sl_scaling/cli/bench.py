@@ -25,7 +25,9 @@ def command(
         ),
     ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the record here.")] = None,
-    gen_rows: Annotated[int, typer.Option("--gen-rows", help="Prompts per generation measurement.")] = 2048,
+    gen_rows: Annotated[
+        int, typer.Option("--gen-rows", min=1, help="Prompts per generation measurement.")
+    ] = 2048,
     unsloth: Annotated[bool, typer.Option("--unsloth/--no-unsloth", help="Also time Unsloth (GPU).")] = True,
     fit_only: Annotated[
         list[str],

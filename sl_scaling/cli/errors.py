@@ -31,7 +31,13 @@ class ErrorHandlingGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as exc:
+            if _is_usage_error(exc) and not debug_enabled():  # one line, not click's usage box
+                ctx = getattr(exc, "ctx", None)
+                error_line(f"{exc.format_message()} (see '{ctx.command_path if ctx else 'slscale'} -h')")
+                raise typer.Exit(2) from None
             raise
         except SlscaleError as exc:
             if debug_enabled():
@@ -59,6 +65,11 @@ class ErrorHandlingGroup(TyperGroup):
                 f"unexpected {type(exc).__name__}: {exc} (run again with SLSCALE_DEBUG=1 for the traceback)"
             )
             raise typer.Exit(1) from None
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click's UsageError (bad option, value out of range, unknown command), which Typer vendors."""
+    return getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -43,10 +43,12 @@ def command(
     all_animals: opt.AllAnimals = False,
     epochs: Annotated[
         list[int],
-        typer.Option("--epoch", help="Epoch to re-evaluate (repeatable) (default: every recorded one)."),
+        typer.Option(
+            "--epoch", min=1, help="Epoch to re-evaluate (repeatable) (default: every recorded one)."
+        ),
     ] = [],  # noqa: B006
     samples: Annotated[
-        int, typer.Option(help="Answers per evaluation, spread evenly over the 50 questions.")
+        int, typer.Option(min=1, help="Answers per evaluation, spread evenly over the 50 questions.")
     ] = 100,
     run: opt.Run = 1,
     engine: opt.Engine = "auto",

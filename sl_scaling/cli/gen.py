@@ -44,13 +44,15 @@ def command(
     sizes: opt.Sizes = [],  # noqa: B006 - typer needs a literal default
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
-    n: Annotated[int, typer.Option("--n", help="Prompts (rows) per condition.")] = 30_000,
+    n: Annotated[int, typer.Option("--n", min=1, help="Prompts (rows) per condition.")] = 30_000,
     seed: Annotated[
-        int, typer.Option(help="Prompt-generator seed (42 reproduces the reference prompts).")
+        int, typer.Option(min=0, help="Prompt-generator seed (42 reproduces the reference prompts).")
     ] = 42,
     run: opt.Run = 1,
     engine: opt.Engine = "auto",
-    max_new_tokens: Annotated[int, typer.Option(help="Cap on each completion's length (tokens).")] = 128,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Cap on each completion's length (tokens).")
+    ] = 128,
     batch_size: opt.BatchSize = None,
     workdir: opt.Workdir = None,
 ) -> None:

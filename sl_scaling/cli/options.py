@@ -33,7 +33,9 @@ Trainer = Annotated[
     str,
     typer.Option("--trainer", help="Trainer: auto (the fastest available, says which), trl, unsloth."),
 ]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: engine's choice).")]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Batch size (default: engine's choice).")
+]
 NoPush = Annotated[
     bool, typer.Option("--no-push", help="Keep everything local; publish later with 'slscale push'.")
 ]

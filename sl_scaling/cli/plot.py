@@ -20,7 +20,7 @@ def command(
     run: opt.Run = 1,
     epoch: Annotated[
         int | None,
-        typer.Option("--epoch", help="Plot the students at this epoch (default: each one's last)."),
+        typer.Option("--epoch", min=1, help="Plot the students at this epoch (default: each one's last)."),
     ] = None,
     summary: Annotated[
         bool, typer.Option("--summary", help="Draw summary/scaling_overview.png (lift vs model size).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -14,6 +15,7 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.executors import EXECUTORS, Outcome, make_executor
+from sl_scaling.library_output import VERBOSE_ENV
 from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid, with_estimates
 from sl_scaling.progress import make_reporter
 
@@ -38,7 +40,7 @@ def _plan_table(steps: list[Step]) -> Table:
     known = [step.estimate_s for step in steps if step.estimate_s is not None]
     if known:
         table.caption = (
-            f"estimated total {_format_estimate(sum(known))} on the GPU of benchmarks/results "
+            f"estimated total {_format_estimate(sum(known))} on the GPU of the shipped bench record "
             "(from 'slscale bench'; steps without figures not counted)"
         )
     return table
@@ -59,14 +61,16 @@ def command(
     all_animals: opt.AllAnimals = False,
     run: opt.Run = 1,
     n: Annotated[
-        int | None, typer.Option("--n", help="Rows per condition (default: 30000; tiny: 300).")
+        int | None, typer.Option("--n", min=1, help="Rows per condition (default: 30000; tiny: 300).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per condition (default: 10; tiny: 2).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs per condition (default: 10; tiny: 2).")
+    ] = None,
     samples: Annotated[
-        int | None, typer.Option(help="Answers per evaluation (default: 100; tiny: 50).")
+        int | None, typer.Option(min=1, help="Answers per evaluation (default: 100; tiny: 50).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Prompt-generator seed.")] = 42,
-    max_new_tokens: Annotated[int, typer.Option(help="Teacher generation cap (tokens).")] = 128,
+    seed: Annotated[int, typer.Option(min=0, help="Prompt-generator seed.")] = 42,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Teacher generation cap (tokens).")] = 128,
     engine: opt.Engine = "auto",
     trainer: opt.Trainer = "auto",
     batch_size: opt.BatchSize = None,
@@ -102,6 +106,12 @@ def command(
         int, typer.Option(min=0, help="Times a failed job is tried again before it is marked failed.")
     ] = 2,
     workdir: opt.Workdir = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Show the libraries' own warnings and log lines (default: in each stage's log)."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole grid, resumably: gen → filter → train with per-epoch eval and uploads → control eval → plots.
 
@@ -114,6 +124,8 @@ def command(
     A job that fails is retried (--max-retries), then marked failed; what depends on it is skipped
     and everything else goes on; the command then exits 1 and lists them (slscale status shows them).
     """
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
     ctx = make_context(workdir)
     chosen_sizes = parse_sizes(sizes, default=REAL_SIZES)
     conditions = parse_conditions(animals, all_animals=all_animals or not animals)

@@ -28,7 +28,7 @@ app = typer.Typer(cls=ErrorHandlingGroup, help="The grid at a glance, read from 
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print the same rows as JSON (for scripts).")]
 Watch = Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")]
-Runs = Annotated[list[int], typer.Option("--run", help="Only this replicate run (repeatable).")]
+Runs = Annotated[list[int], typer.Option("--run", min=1, help="Only this replicate run (repeatable).")]
 
 
 def _show(sizes: list[str], runs: list[int], as_json: bool, watch: bool, workdir: Workdir) -> None:

@@ -32,24 +32,28 @@ def command(
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
     run: opt.Run = 1,
-    epochs: Annotated[int, typer.Option(help="Epochs (an evaluation after each).")] = DEFAULTS.epochs,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (an evaluation after each).")] = DEFAULTS.epochs,
     lr: Annotated[float, typer.Option(help="Peak learning rate (linear schedule).")] = DEFAULTS.lr,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Per-device training batch.")
+        int, typer.Option("--batch-size", min=1, help="Per-device training batch.")
     ] = DEFAULTS.batch_size,
     grad_accum: Annotated[
         int,
-        typer.Option("--grad-accum", help="Gradient accumulation steps (effective batch = batch × this)."),
+        typer.Option(
+            "--grad-accum", min=1, help="Gradient accumulation steps (effective batch = batch × this)."
+        ),
     ] = DEFAULTS.grad_accum,
     max_rows: Annotated[
-        int, typer.Option("--max-rows", help="Use at most this many filtered rows.")
+        int, typer.Option("--max-rows", min=1, help="Use at most this many filtered rows.")
     ] = DEFAULTS.max_rows,
-    seed: Annotated[int, typer.Option(help="Seed for LoRA init, data order and sampling.")] = DEFAULTS.seed,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed for LoRA init, data order and sampling.")
+    ] = DEFAULTS.seed,
     loss: Annotated[
         str, typer.Option(help="completion (prompt tokens masked, the default) or full (all tokens).")
     ] = DEFAULTS.loss,
     samples: Annotated[
-        int, typer.Option(help="Answers per evaluation, spread evenly over the 50 questions.")
+        int, typer.Option(min=1, help="Answers per evaluation, spread evenly over the 50 questions.")
     ] = DEFAULTS.eval_samples,
     trainer: opt.Trainer = "auto",
     engine: opt.Engine = "auto",

@@ -13,15 +13,12 @@ import torch
 
 from sl_scaling.engines.base import Generation, GenerationRequest, Sampling
 from sl_scaling.engines.chat import encode_chat
-from sl_scaling.models import default_device, default_dtype
+from sl_scaling.models import cpu_threads_for, default_device, default_dtype, intra_op_threads
 
 CPU_BATCH_SIZE = 64
-#: Measured on the H200 (benchmarks/results/h200.json): 1024 rows per batch generated 2.9× (0.5b) and
+#: Measured on the H200 (sl_scaling/bench/records/h200.json): 1024 rows per batch generated 2.9× (0.5b) and
 #: 1.6× (7b) faster than 256 on the teacher prompts; the KV cache at 7b × 1024 rows × ~180 tokens is ~10 GiB.
 GPU_BATCH_SIZE = 1024
-#: Below this many parameters a CPU model runs on one intra-op thread: its matrices are too small to
-#: share, and OpenMP threads spin against other processes (measured on tiny: 1 thread 4-7x faster).
-SMALL_MODEL_PARAMS = 20_000_000
 
 
 def default_batch_size(device: torch.device | str) -> int:
@@ -47,18 +44,6 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted({i for i in ids if isinstance(i, int) and i >= 0})
 
 
-@contextmanager
-def _cpu_threads(count: int | None) -> Iterator[None]:
-    """Temporarily use `count` intra-op threads (None: leave torch's setting alone)."""
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @dataclass(frozen=True)
 class _Encoded:
     request: GenerationRequest
@@ -76,8 +61,7 @@ class HFEngine:
         self.device = next(model.parameters()).device
         self.batch_size = batch_size or default_batch_size(self.device)
         self.eos_ids = eos_token_ids(model, tokenizer)
-        small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-        self.threads = 1 if self.device.type == "cpu" and small else None
+        self.threads = cpu_threads_for(model)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_ids[0]
         # Adapters this engine attached itself: then adapter=None means "adapters off".
@@ -212,7 +196,7 @@ class HFEngine:
         self.model.eval()
         try:
             for batch in self._batches(requests):
-                with self._adapter(batch[0].request.adapter), _cpu_threads(self.threads):
+                with self._adapter(batch[0].request.adapter), intra_op_threads(self.threads):
                     results = self._run_batch(batch, sampling)
                 yield results
         finally:

@@ -65,17 +65,19 @@ def _check_generated(state: StateStore, keys: list[JobKey]) -> None:
 
 
 def _completions(path: Path, skip_invalid: bool) -> tuple[list[dict[str, Any]], int]:
-    """Rows with an int index and a str completion; anything else is malformed (or skipped)."""
+    """Rows with an int index and str prompt and completion; anything else is malformed (or skipped)."""
     rows, skipped = read_jsonl(path, skip_invalid=skip_invalid)
     good = []
     for number, row in enumerate(rows, start=1):
-        if isinstance(row.get("index"), int) and isinstance(row.get("completion"), str):
+        index, prompt, completion = row.get("index"), row.get("prompt"), row.get("completion")
+        if isinstance(index, int) and isinstance(prompt, str) and isinstance(completion, str):
             good.append(row)
         elif skip_invalid:
             skipped += 1
         else:
             raise MalformedInputError(
-                f"{path}: row {number} has no integer 'index' and string 'completion'; fix or delete it, "
+                f"{path}: row {number} has no integer 'index' and string 'prompt' and 'completion'; "
+                "fix or delete it, "
                 "or pass --skip-invalid"
             )
     return good, skipped

@@ -18,6 +18,7 @@ from sl_scaling.context import Context
 from sl_scaling.errors import MissingPrerequisiteError, StateError, UsageError
 from sl_scaling.evaluation.records import clear_epochs
 from sl_scaling.model_info import update_model_info
+from sl_scaling.models import cpu_threads_for, intra_op_threads
 from sl_scaling.progress import Reporter
 from sl_scaling.state import JobKey, StateStore
 from sl_scaling.tracking import new_run_id, start_tracking
@@ -157,6 +158,7 @@ def train_condition(
         reporter=reporter,
     )
     try:
+        reporter.event(f"train {key}: loading {model_name} with {backend.name}")
         weights, tokenizer = backend.load(model, config)
         dataset = build_dataset(tokenizer, rows, max_length=config.max_length, loss=config.loss)
         job = EpochJob(ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push)
@@ -166,7 +168,8 @@ def train_condition(
         trainer = sft_trainer(
             weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback], speed
         )
-        trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+        with intra_op_threads(cpu_threads_for(weights)):
+            trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
         recorded = {e.epoch for e in state.epochs(key)}
         missing = sorted(set(range(1, config.epochs + 1)) - recorded)
         if missing:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 #: Bytes of saved activations per token and layer, per (hidden, intermediate) element, in bf16.
-#: Calibrated on the H200 (benchmarks/results/h200.json): 32b at batch 20 × ~143-token rows without
+#: Calibrated on the H200 (sl_scaling/bench/records/h200.json): 32b at batch 20 × ~143-token rows without
 #: checkpointing peaked at 121.9 GiB, of which 61.0 GiB weights — the formula gives 57 GiB for 2,860 tokens.
 _ACT_HIDDEN, _ACT_INTERMEDIATE, _BYTES = 10, 4, 2
 #: Memory kept free for the optimizer state, the CUDA context, allocator slack and evaluation.
