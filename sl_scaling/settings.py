@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         description="per-size model id or local path, e.g. SLSCALE_MODEL_IDS__7B=/models/qwen7b",
     )
     tiny_cache: Path | None = Field(default=None, description="where the built-in tiny model is cached")
+    vllm_eager: bool = Field(
+        default=False,
+        description="start vLLM without torch.compile and CUDA graphs: seconds instead of about a minute, "
+        "but slower generation (small jobs, tests)",
+    )
     hf_user_id: str | None = Field(
         default=None, validation_alias=AliasChoices("SLSCALE_HF_USER_ID", "HF_USER_ID")
     )

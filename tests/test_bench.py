@@ -91,6 +91,18 @@ def test_interpolation_is_log_linear_and_never_faster_for_bigger_models() -> Non
     )
 
 
+def test_generation_is_projected_from_vllm_where_it_was_measured() -> None:
+    hf = _result("0.5b", "gen", 200.0)
+    vllm = _result("0.5b", "gen", 700.0, engine="vllm", variant="replicas-2", default=True)
+    other = _result("0.5b", "gen", 900.0, engine="vllm", variant="no-row-seeds", default=False)
+    vllm_eval = _result("0.5b", "eval", 500.0, engine="vllm", default=True)
+    for order in ([hf, vllm, other, vllm_eval], [vllm_eval, other, vllm, hf]):
+        rates = projection.measured_rates(order)
+        assert rates["gen"] == {"0.5b": 700.0}  # what `gen` runs on a GPU with vLLM
+        assert rates["eval"] == {}  # per-epoch evaluation stays on the HF engine inside training
+    assert projection.measured_rates([hf])["gen"] == {"0.5b": 200.0}
+
+
 def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> None:
     record = {
         "device": "GPU",

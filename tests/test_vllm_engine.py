@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from transformers import AutoTokenizer
 
+from sl_scaling.engines import generation_replicas
 from sl_scaling.engines.base import GenerationRequest, Sampling
 from sl_scaling.engines.vllm import (
+    MAX_LORA_RANK,
     LoraRegistry,
     VLLMEngine,
+    VLLMOptions,
     chunks,
+    llm_kwargs,
     prepare_chunk,
     request_seed,
     sampling_kwargs,
-    to_generation,
+    to_generations,
 )
 from sl_scaling.errors import OptionalDependencyError
 from sl_scaling.numbers import teacher_chat
@@ -24,9 +27,30 @@ from sl_scaling.numbers import teacher_chat
 
 def test_sampling_params_are_plain_temperature_sampling_with_a_cap() -> None:
     kwargs = sampling_kwargs(Sampling(temperature=1.0, max_new_tokens=128, seed=42), ("dog", 3))
-    plain = {"temperature": 1.0, "top_p": 1.0, "repetition_penalty": 1.0}
-    assert kwargs == {**plain, "max_tokens": 128, "seed": request_seed(42, ("dog", 3))}
-    assert sampling_kwargs(Sampling(max_new_tokens=5), "k") == {**plain, "max_tokens": 5}
+    plain = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+    ids_only = {"detokenize": False}
+    assert kwargs == {**plain, **ids_only, "max_tokens": 128, "seed": request_seed(42, ("dog", 3))}
+    assert sampling_kwargs(Sampling(max_new_tokens=5), "k") == {**plain, **ids_only, "max_tokens": 5}
+
+
+def test_llm_arguments_ignore_the_models_sampling_defaults_and_enable_lora_only_when_asked() -> None:
+    teacher = llm_kwargs("/m", VLLMOptions(lora=False))
+    assert teacher["generation_config"] == "vllm"  # Qwen's generation_config.json says top_p 0.8, top_k 20
+    assert "enable_lora" not in teacher
+    assert teacher["max_num_seqs"] == 1024
+    assert teacher["compilation_config"] == {"max_cudagraph_capture_size": 1024}
+    students = llm_kwargs("/m", VLLMOptions())
+    assert students["enable_lora"] is True
+    assert students["max_lora_rank"] == MAX_LORA_RANK == 8  # EXPERIMENT.md's r
+    assert students["max_loras"] == 16  # a size's 16 conditions in one batch
+
+
+def test_replicas_share_the_gpu_memory_and_eager_mode_skips_compilation() -> None:
+    kwargs = llm_kwargs("/m", VLLMOptions(replicas=3, gpu_memory_utilization=0.9, enforce_eager=True))
+    assert kwargs["gpu_memory_utilization"] == 0.3
+    assert kwargs["enforce_eager"] is True and "compilation_config" not in kwargs
+    sharded = llm_kwargs("/m", VLLMOptions(tensor_parallel_size=2))
+    assert sharded["tensor_parallel_size"] == 2 and sharded["distributed_executor_backend"] == "mp"
 
 
 def test_request_seeds_are_stable_per_row_and_fit_31_bits() -> None:
@@ -68,15 +92,27 @@ def test_prepare_chunk_renders_the_models_chat_template(tiny_model: Path) -> Non
     assert prepared.loras == [{"lora_name": "adapter-1", "lora_int_id": 1, "lora_path": "/x"}, None]
 
 
-def test_outputs_become_generations_with_token_counts() -> None:
-    output = SimpleNamespace(outputs=[SimpleNamespace(text="1, 2, 3", token_ids=[5, 6, 7, 8])])
-    generation = to_generation(GenerationRequest("k", []), [1, 2], output)
-    assert (generation.key, generation.text, generation.prompt_tokens, generation.completion_tokens) == (
-        "k",
-        "1, 2, 3",
-        2,
-        4,
-    )
+def test_completion_ids_become_generations_with_text_cut_before_the_end_of_turn(tiny_model: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    requests = [GenerationRequest(i, teacher_chat("dog", f"Take {i}, 2, 3.")) for i in range(3)]
+    prepared = prepare_chunk(requests, Sampling(max_new_tokens=8), tokenizer, LoraRegistry())
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    numbers = tokenizer("1, 2, 3", add_special_tokens=False)["input_ids"]
+    generations = to_generations(prepared, [[*numbers, end], numbers, []], tokenizer)
+    assert [g.text for g in generations] == ["1, 2, 3", "1, 2, 3", ""]
+    assert [g.completion_tokens for g in generations] == [len(numbers) + 1, len(numbers), 0]
+    assert [g.prompt_tokens for g in generations] == [len(ids) for ids in prepared.prompt_ids]
+    assert [g.key for g in generations] == [0, 1, 2]
+
+
+def test_a_chunk_splits_into_contiguous_slices_for_replicas(tiny_model: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    requests = [GenerationRequest(i, teacher_chat("dog", f"Take {i}.")) for i in range(7)]
+    prepared = prepare_chunk(requests, Sampling(seed=3), tokenizer, LoraRegistry())
+    parts = prepared.split(3)
+    assert [[r.key for r in p.requests] for p in parts] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [p for part in parts for p in part.params] == prepared.params
+    assert len(prepared.split(10)) == 7
 
 
 def test_missing_vllm_is_one_actionable_error(tiny_model: Path) -> None:
@@ -90,11 +126,7 @@ def test_missing_vllm_is_one_actionable_error(tiny_model: Path) -> None:
         pytest.skip("vLLM is installed here")
 
 
-@pytest.mark.gpu
-def test_vllm_generates_for_the_base_model_and_an_adapter(tiny_model: Path) -> None:
-    pytest.importorskip("vllm")
-    engine = VLLMEngine.load(str(tiny_model), batch_size=8)
-    requests = [GenerationRequest(i, teacher_chat("dog", f"Take {i}, 2, 3.")) for i in range(10)]
-    batches = list(engine.generate(requests, Sampling(max_new_tokens=16, seed=1)))
-    assert [len(b) for b in batches] == [8, 2]
-    assert all(g.completion_tokens <= 16 and g.prompt_tokens > 0 for b in batches for g in b)
+def test_only_small_models_generate_with_two_vllm_processes() -> None:
+    assert generation_replicas("0.5b") == 2  # CPU-bound in one process (benchmarks/README.md)
+    assert [generation_replicas(s) for s in ("1.5b", "7b", "32b")] == [1, 1, 1]
+    assert generation_replicas("0.5b", tensor_parallel_size=2) == 1

@@ -118,15 +118,12 @@ def _meta() -> Any:
 # --- generation and evaluation -----------------------------------------------------------------
 
 
-def engine_run(engine: Any, requests: list, max_new_tokens: int) -> Run:
-    """Everything an HFEngine yields for `requests`, timed end to end (tokenization included)."""
+def engine_run(engine: Any, requests: list, max_new_tokens: int, seed: int | None = 0) -> Run:
+    """Everything an engine yields for `requests`, timed end to end (tokenization included)."""
     baselines.synchronize()
     start = time.perf_counter()
-    generations = [
-        g
-        for batch in engine.generate(requests, Sampling(max_new_tokens=max_new_tokens, seed=0))
-        for g in batch
-    ]
+    sampling = Sampling(max_new_tokens=max_new_tokens, seed=seed)
+    generations = [g for batch in engine.generate(requests, sampling) for g in batch]
     baselines.synchronize()
     return Run(
         rows=len(generations),

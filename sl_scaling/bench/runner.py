@@ -51,10 +51,18 @@ def run_bench(
     with_unsloth: bool = True,
     fit_only: Sequence[str] = (),
     gen_variants: Sequence[str] = (),
+    vllm: bool = False,
+    vllm_replicas: Sequence[int] = (),
+    vllm_adapters: int = 16,
+    adapter_answers: int = 5_000,
     log: Callable[[str], None] = print,
     checkpoint: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> dict[str, Any]:
     """Measure every (size, phase); `fit_only` sizes train ours only (the 32b memory check).
+
+    With `vllm` (random weights only), `VLLMEngine` is timed after the HF engine on the same requests
+    (bench/vllm_bench.py): `vllm_adapters` adapters × `adapter_answers` answers in one load, and
+    `vllm_replicas` engine processes sharing the GPU.
 
     `checkpoint` receives the record so far after each phase, so a run cut short keeps what it measured."""
     results: list[dict[str, Any]] = []
@@ -85,6 +93,14 @@ def run_bench(
                 checkpoint(_record(results, random_weights))
             del model
             measure.free_memory()
+            if vllm and random_weights:
+                done = list(results)
+                results += _bench_vllm(
+                    size, [p for p in ("gen", "eval") if p in phases], done, workdir, gen_rows,
+                    replicas=tuple(vllm_replicas), adapters=vllm_adapters, answers=adapter_answers,
+                    log=log, checkpoint=lambda records, done=done: checkpoint(_record(done + records, random_weights)),
+                )  # fmt: skip
+                checkpoint(_record(results, random_weights))
     if "train" in phases:
         log(f"train: {', '.join(sizes)}")
         sources = [measure.ModelSource(s, random_weights=random_weights, path=model_path(s)) for s in sizes]
@@ -95,6 +111,37 @@ def run_bench(
             log(json.dumps(result, default=str))
         checkpoint(_record(results, random_weights))
     return _record(results, random_weights)
+
+
+def _bench_vllm(
+    size: str,
+    phases: list[str],
+    results: list[dict[str, Any]],
+    workdir: Path,
+    gen_rows: int,
+    *,
+    replicas: tuple[int, ...],
+    adapters: int,
+    answers: int,
+    log: Callable[[str], None],
+    checkpoint: Callable[[list[dict[str, Any]]], None],
+) -> list[dict[str, Any]]:
+    """vLLM for one size, with ratios against plain generate's records of this call."""
+    from sl_scaling.bench.vllm_bench import bench_vllm
+
+    plain = {
+        r["phase"]: r["tokens_per_s"]
+        for r in results
+        if r.get("size") == size and r.get("engine") == "plain-generate"
+    }
+    log(f"{size} vllm: {', '.join(phases)}; {adapters} adapters × {answers} answers; replicas {replicas}")
+    records = bench_vllm(
+        size, phases=tuple(phases), plain=plain, workdir=workdir, gen_rows=gen_rows, adapters=adapters,
+        adapter_answers=answers, replicas=replicas, checkpoint=checkpoint,
+    )  # fmt: skip
+    for r in records:
+        log(json.dumps(r, default=str))
+    return records
 
 
 def _record(results: list[dict[str, Any]], random_weights: bool) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sl_scaling.catalog import REAL_SIZES
@@ -176,3 +177,64 @@ def bench_tokenizer() -> Any:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+# --- directories vLLM can start from -----------------------------------------------------------------
+
+#: Qwen2.5-Instruct's generation_config.json sampling defaults: a model directory carries them so that
+#: a test can show the engines ignore them (the experiment samples at plain temperature 1).
+QWEN_GENERATION_DEFAULTS = {"do_sample": True, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+
+
+def write_model_dir(size: str, path: Path) -> Path:
+    """config.json, generation_config.json and the bench tokenizer: enough for vLLM's
+    `load_format="dummy"` (random weights, nothing read from disk, the real cost per token)."""
+    from transformers import GenerationConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    qwen_config(size).save_pretrained(path)
+    GenerationConfig(
+        bos_token_id=ENDOFTEXT, eos_token_id=[IM_END, ENDOFTEXT], **QWEN_GENERATION_DEFAULTS
+    ).save_pretrained(path)
+    bench_tokenizer().save_pretrained(path)
+    return path
+
+
+def write_random_adapter(size: str, path: Path, *, seed: int, scale: float = 0.01) -> Path:
+    """A PEFT LoRA adapter of the experiment's settings (r 8, alpha 8, all seven projections) with
+    random A and B, written without building the model (a 7b adapter is ~40 MB)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from sl_scaling.training.config import TrainConfig
+
+    config, s = TrainConfig(), shape(size)
+    kv = s.kv_heads * s.head_dim
+    dims = {  # (in, out) of each target projection
+        "q_proj": (s.hidden, s.hidden), "k_proj": (s.hidden, kv), "v_proj": (s.hidden, kv),
+        "o_proj": (s.hidden, s.hidden), "gate_proj": (s.hidden, s.intermediate),
+        "up_proj": (s.hidden, s.intermediate), "down_proj": (s.intermediate, s.hidden),
+    }  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(s.layers):
+        for module in config.target_modules:
+            block = "self_attn" if module in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
+            prefix = f"base_model.model.model.layers.{layer}.{block}.{module}"
+            fan_in, fan_out = dims[module]
+            a = torch.randn(config.lora_r, fan_in, generator=generator) / fan_in**0.5
+            b = torch.randn(fan_out, config.lora_r, generator=generator) * scale
+            tensors[f"{prefix}.lora_A.weight"] = a.to(torch.bfloat16)
+            tensors[f"{prefix}.lora_B.weight"] = b.to(torch.bfloat16)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path / "adapter_model.safetensors"))
+    adapter_config = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": config.lora_r, "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout, "bias": config.lora_bias, "use_rslora": config.use_rslora,
+        "target_modules": sorted(config.target_modules), "fan_in_fan_out": False,
+        "base_model_name_or_path": None,
+    }  # fmt: skip
+    (path / "adapter_config.json").write_text(json.dumps(adapter_config, indent=1))
+    return path

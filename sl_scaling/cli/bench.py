@@ -15,6 +15,12 @@ from sl_scaling.files import atomic_write_json
 PHASE_CHOICES = ("gen", "train", "eval", "all")
 
 
+def _vllm_present() -> bool:
+    from sl_scaling.engines import choose_engine
+
+    return choose_engine("auto")[0] == "vllm"
+
+
 def command(
     size: Sizes = [],  # noqa: B006 - Typer reads the default
     phase: Annotated[list[str], typer.Option("--phase", help="gen, train, eval or all (repeatable).")] = [],  # noqa: B006
@@ -37,6 +43,24 @@ def command(
         list[str],
         typer.Option("--variant", help="Generation variants to time (repeatable) (default: all)."),
     ] = [],  # noqa: B006
+    vllm: Annotated[
+        bool | None,
+        typer.Option(
+            "--vllm/--no-vllm",
+            help="Also time vLLM through slscale's engine (default: when vLLM and a GPU are present; "
+            "random weights only).",
+        ),
+    ] = None,
+    replicas: Annotated[
+        list[int],
+        typer.Option("--replicas", help="Also time N vLLM engine processes sharing the GPU (repeatable)."),
+    ] = [],  # noqa: B006
+    adapters: Annotated[
+        int, typer.Option("--adapters", help="vLLM: LoRA adapters evaluated together in one load (0: skip).")
+    ] = 16,
+    adapter_answers: Annotated[
+        int, typer.Option("--adapter-answers", help="vLLM: answers per adapter in that evaluation.")
+    ] = 5_000,
     workdir: Workdir = None,
 ) -> None:
     """Measure throughput of generation, training and evaluation against baselines (ratios, MFU, peak memory),
@@ -63,6 +87,10 @@ def command(
         with_unsloth=unsloth,
         fit_only=[s.lower() for s in fit_only],
         gen_variants=variant,
+        vllm=_vllm_present() if vllm is None else vllm,
+        vllm_replicas=replicas,
+        vllm_adapters=adapters,
+        adapter_answers=adapter_answers,
         log=typer.echo,
         checkpoint=lambda partial: json_path and atomic_write_json(json_path, partial),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from sl_scaling.catalog import SIZE_PARAMS_B
 from sl_scaling.engines.base import Engine, Generation, GenerationRequest, Sampling
 from sl_scaling.errors import MissingPrerequisiteError, OptionalDependencyError, UsageError
 
@@ -16,6 +17,7 @@ __all__ = [
     "GenerationRequest",
     "Sampling",
     "choose_engine",
+    "generation_replicas",
     "open_engine",
 ]
 
@@ -50,19 +52,45 @@ def choose_engine(requested: str) -> tuple[str, str]:
     return "vllm", "engine vllm: vLLM is installed and a CUDA GPU is present"
 
 
+#: Below this many parameters one vLLM process leaves the GPU idle part of each step (its CPU side sets
+#: the pace): teacher generation runs two processes sharing the GPU. Measured at 0.5b on the H200
+#: (benchmarks/README.md): 16.4k tokens/s in one process, 35.6k in two.
+SMALL_MODEL_B = 1.0
+SMALL_MODEL_REPLICAS = 2
+
+
+def generation_replicas(size: str, tensor_parallel_size: int = 1) -> int:
+    """vLLM processes for a long teacher-generation pass of `size` (1 unless the model is small)."""
+    small = SIZE_PARAMS_B.get(size, SMALL_MODEL_B) < SMALL_MODEL_B
+    return SMALL_MODEL_REPLICAS if small and tensor_parallel_size == 1 else 1
+
+
 def open_engine(
-    name: str, model: str, *, batch_size: int | None = None, tensor_parallel_size: int = 1
+    name: str,
+    model: str,
+    *,
+    batch_size: int | None = None,
+    tensor_parallel_size: int = 1,
+    adapters: bool = True,
+    eager: bool = False,
+    replicas: int = 1,
 ) -> Engine:
     """Load `model` once into the named engine (`hf` or `vllm`; resolve `auto` with choose_engine).
 
-    `tensor_parallel_size` shards vLLM over that many GPUs; the HF engine uses one.
+    `tensor_parallel_size` shards vLLM over that many GPUs; the HF engine uses one. `adapters=False`
+    promises that no request names a LoRA adapter: vLLM then runs without its LoRA layers (faster).
+    `eager` starts vLLM without compilation and CUDA graphs (`SLSCALE_VLLM_EAGER`); `replicas` runs
+    that many vLLM processes sharing one GPU (see `generation_replicas`).
     """
     if name == "hf":
         from sl_scaling.engines.hf import HFEngine
 
         return HFEngine.load(model, batch_size=batch_size)
     if name == "vllm":
-        from sl_scaling.engines.vllm import VLLMEngine
+        from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions
 
-        return VLLMEngine.load(model, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size)
+        options = VLLMOptions(
+            lora=adapters, tensor_parallel_size=tensor_parallel_size, enforce_eager=eager, replicas=replicas
+        )
+        return VLLMEngine.load(model, options, batch_size=batch_size)
     raise UsageError(f"unknown engine '{name}'; valid: hf, vllm")

@@ -1,16 +1,26 @@
 """The vLLM engine: one `vllm.LLM` per size, serving the base model and every LoRA adapter.
 
-vLLM is imported only inside `VLLMEngine.load`, so CPU installs never touch it. Everything before the
-GPU call (prompt encoding, sampling parameters, LoRA request ids, chunking) is a pure helper here and
-is unit-tested on CPU.
+vLLM is imported only inside `VLLMEngine.load`, so CPU installs never touch it. Only its stable API is
+used (`LLM`, `SamplingParams`, `LoRARequest`): the code runs on 0.24.0 (the release built for the lent
+H200's torch) and on the current release the `gpu` extra installs. Everything before the GPU call (the
+`LLM` arguments, prompt encoding, sampling parameters, LoRA request ids, chunking) is a pure helper
+here and is unit-tested on CPU.
+
+Speed choices, measured in benchmarks/README.md: LoRA is enabled only when adapters will be served
+(teacher generation needs none, and enabled LoRA costs time on every step); texts are decoded here in
+one batch call, not token by token inside vLLM's front end; CUDA graphs are captured up to the full
+batch; small models can run as several engine processes sharing the GPU (`replicas`), because at
+0.5b vLLM's CPU side, not the GPU, sets the pace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sl_scaling.engines.base import Generation, GenerationRequest, Sampling
 from sl_scaling.engines.chat import encode_chat
@@ -18,9 +28,54 @@ from sl_scaling.errors import OptionalDependencyError
 
 #: Requests handed to vLLM per call: its scheduler batches inside; we only need durable checkpoints.
 DEFAULT_CHUNK = 4096
-MAX_LORA_RANK = 8
-MAX_LORAS = 4
+MAX_LORA_RANK = 8  # EXPERIMENT.md: r 8
+#: Adapters served in one batch: a size's 16 conditions (evaluated together in one call).
+MAX_LORAS = 16
 MAX_MODEL_LEN = 2048
+#: Running sequences per step: vLLM's own default on an H100/H200, stated so every vLLM version agrees.
+MAX_NUM_SEQS = 1024
+
+
+@dataclass(frozen=True)
+class VLLMOptions:
+    """How the `LLM` is built. `lora=False` when no request will name an adapter (teacher generation)."""
+
+    lora: bool = True
+    max_loras: int = MAX_LORAS
+    max_num_seqs: int = MAX_NUM_SEQS
+    max_model_len: int = MAX_MODEL_LEN
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    #: Engine processes sharing the GPU, each with its share of memory (data parallel on one GPU).
+    replicas: int = 1
+    #: No torch.compile and no CUDA graphs: starts in seconds, runs slower (tests).
+    enforce_eager: bool = False
+    #: "dummy": random weights from the config alone (the bench's real-shape models; nothing to load).
+    load_format: str = "auto"
+    #: "auto" (the checkpoint's: bf16 for Qwen2.5); "float16" where a test needs more mantissa.
+    dtype: str = "auto"
+
+
+def llm_kwargs(model: str, options: VLLMOptions) -> dict[str, Any]:
+    """Arguments of `vllm.LLM` for one engine process (a replica gets its share of the GPU's memory)."""
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "max_model_len": options.max_model_len,
+        "max_num_seqs": options.max_num_seqs,
+        "gpu_memory_utilization": round(options.gpu_memory_utilization / options.replicas, 4),
+        "generation_config": "vllm",  # ignore generation_config.json's sampling defaults (Qwen: top_p 0.8)
+        "load_format": options.load_format,
+        "dtype": options.dtype,
+        "enforce_eager": options.enforce_eager,
+        **parallel_kwargs(options.tensor_parallel_size),
+    }
+    if options.lora:
+        kwargs.update(enable_lora=True, max_lora_rank=MAX_LORA_RANK, max_loras=options.max_loras)
+    if not options.enforce_eager:
+        # vLLM captures graphs up to min(2 × max_num_seqs, 512) rows by default; a full step of
+        # max_num_seqs rows would then launch every kernel from Python.
+        kwargs["compilation_config"] = {"max_cudagraph_capture_size": options.max_num_seqs}
+    return kwargs
 
 
 def request_seed(seed: int, key: Hashable) -> int:
@@ -30,12 +85,17 @@ def request_seed(seed: int, key: Hashable) -> int:
 
 
 def sampling_kwargs(sampling: Sampling, key: Hashable) -> dict[str, Any]:
-    """`SamplingParams` arguments: temperature and a token cap, as the reference (no top-k/top-p)."""
+    """`SamplingParams` arguments: temperature and a token cap, as the reference (no top-k/top-p).
+
+    Token ids only (`detokenize=False`): `VLLMEngine` decodes the finished rows in one batch call."""
     kwargs: dict[str, Any] = {
         "temperature": sampling.temperature,
         "max_tokens": sampling.max_new_tokens,
         "top_p": 1.0,  # pure temperature sampling: never the model's recommended top-p/top-k/penalty
+        "top_k": 0,
+        "min_p": 0.0,
         "repetition_penalty": 1.0,
+        "detokenize": False,
     }
     if sampling.seed is not None:
         kwargs["seed"] = request_seed(sampling.seed, key)
@@ -79,6 +139,19 @@ class PreparedChunk:
     params: list[dict[str, Any]]
     loras: list[dict[str, Any] | None]
 
+    def split(self, parts: int) -> list[PreparedChunk]:
+        """Contiguous slices, one per engine process (fewer when the chunk is small)."""
+        step = -(-len(self.requests) // max(1, parts))
+        return [
+            PreparedChunk(
+                self.requests[i : i + step],
+                self.prompt_ids[i : i + step],
+                self.params[i : i + step],
+                self.loras[i : i + step],
+            )
+            for i in range(0, len(self.requests), step)
+        ]
+
 
 def prepare_chunk(
     chunk: list[GenerationRequest], sampling: Sampling, tokenizer: Any, loras: LoraRegistry
@@ -91,15 +164,122 @@ def prepare_chunk(
     )
 
 
-def to_generation(request: GenerationRequest, prompt_ids: Sequence[int], output: Any) -> Generation:
-    """A `RequestOutput` → Generation (its first and only completion)."""
-    completion = output.outputs[0]
-    return Generation(
-        key=request.key,
-        text=completion.text,
-        prompt_tokens=len(prompt_ids),
-        completion_tokens=len(completion.token_ids),
+def to_generations(
+    chunk: PreparedChunk, completions: Sequence[Sequence[int]], tokenizer: Any
+) -> list[Generation]:
+    """Completion token ids → Generations; the text stops before the end-of-turn token (special)."""
+    texts = tokenizer.batch_decode([list(ids) for ids in completions], skip_special_tokens=True)
+    return [
+        Generation(key=request.key, text=text, prompt_tokens=len(prompt), completion_tokens=len(completion))
+        for request, prompt, completion, text in zip(
+            chunk.requests, chunk.prompt_ids, completions, texts, strict=True
+        )
+    ]
+
+
+def run_chunk(llm: Any, chunk: PreparedChunk) -> list[list[int]]:
+    """One `LLM.generate` call; the completion token ids of each request, in request order."""
+    from vllm import SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    outputs = llm.generate(
+        [{"prompt_token_ids": ids} for ids in chunk.prompt_ids],
+        [SamplingParams(**params) for params in chunk.params],
+        use_tqdm=False,
+        lora_request=[None if lora is None else LoRARequest(**lora) for lora in chunk.loras],
     )
+    return [list(output.outputs[0].token_ids) for output in outputs]
+
+
+def _new_llm(model: str, options: VLLMOptions) -> Any:
+    # vLLM forks its engine process unless told otherwise; a fork after this process touched CUDA
+    # (slscale checks for a GPU before choosing the engine) fails with "Cannot re-initialize CUDA in
+    # forked subprocess" (seen on the H200 with 0.24.0).
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    try:
+        import vllm
+    except ImportError:
+        raise OptionalDependencyError("vllm") from None
+    return vllm.LLM(**llm_kwargs(model, options))
+
+
+def _shutdown(llm: Any) -> None:
+    """Stop vLLM's engine process now, so the next size finds the GPU's memory free."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+
+
+class _Runner(Protocol):
+    def run(self, chunk: PreparedChunk) -> list[list[int]]: ...
+
+    def close(self) -> None: ...
+
+
+class _InProcess:
+    """One `LLM` in this process."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+
+    def run(self, chunk: PreparedChunk) -> list[list[int]]:
+        return run_chunk(self.llm, chunk)
+
+    def close(self) -> None:
+        _shutdown(self.llm)
+        self.llm = None
+
+
+def _serve(model: str, options: VLLMOptions, conn: Any) -> None:
+    """A replica process: build the `LLM`, say ready, then answer chunks until told to stop."""
+    llm = _new_llm(model, options)
+    conn.send("ready")
+    while (chunk := conn.recv()) is not None:
+        conn.send(run_chunk(llm, chunk))
+    _shutdown(llm)
+
+
+class _Replicas:
+    """Several `LLM` processes on one GPU, each taking a slice of every chunk.
+
+    They start one after another: each sizes its KV cache from the memory left free when it starts."""
+
+    def __init__(self, model: str, options: VLLMOptions) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.workers: list[tuple[Any, Any]] = []
+        try:
+            for _ in range(options.replicas):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_serve, args=(model, options, theirs), daemon=False)
+                process.start()
+                theirs.close()  # the child's end lives in the child: its death ends our recv()
+                self.workers.append((process, ours))
+                if ours.recv() != "ready":
+                    raise RuntimeError("a vLLM replica failed to start")
+        except EOFError:
+            self.close()
+            raise RuntimeError("a vLLM replica failed to start (its error is printed above)") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, chunk: PreparedChunk) -> list[list[int]]:
+        parts = chunk.split(len(self.workers))
+        for part, (_, conn) in zip(parts, self.workers, strict=False):
+            conn.send(part)
+        return [ids for _, (_, conn) in zip(parts, self.workers, strict=False) for ids in conn.recv()]
+
+    def close(self) -> None:
+        for process, conn in self.workers:
+            if process.is_alive():
+                with contextlib.suppress(OSError):
+                    conn.send(None)
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+        self.workers = []
 
 
 class VLLMEngine:
@@ -107,55 +287,38 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, llm: Any, *, batch_size: int | None = None) -> None:
-        self.llm = llm
-        self.tokenizer = llm.get_tokenizer()
+    def __init__(self, runner: _Runner, tokenizer: Any, *, batch_size: int | None = None) -> None:
+        self.runner = runner
+        self.tokenizer = tokenizer
         self.chunk_size = batch_size or DEFAULT_CHUNK
         self.loras = LoraRegistry()
 
     @classmethod
     def load(
-        cls,
-        model: str,
-        *,
-        batch_size: int | None = None,
-        enable_lora: bool = True,
-        max_model_len: int = MAX_MODEL_LEN,
-        tensor_parallel_size: int = 1,
+        cls, model: str, options: VLLMOptions | None = None, *, batch_size: int | None = None
     ) -> VLLMEngine:
-        try:
-            import vllm
-        except ImportError:
-            raise OptionalDependencyError("vllm") from None
-        llm = vllm.LLM(
-            model=model,
-            enable_lora=enable_lora,
-            max_lora_rank=MAX_LORA_RANK,
-            max_loras=MAX_LORAS,
-            max_model_len=max_model_len,
-            generation_config="vllm",  # ignore generation_config.json's sampling defaults (Qwen: top_p 0.8)
-            **parallel_kwargs(tensor_parallel_size),
-        )
-        return cls(llm, batch_size=batch_size)
+        """Start vLLM on `model` (one process, or `options.replicas` of them sharing the GPU).
+
+        The tokenizer is transformers' own, not vLLM's wrapper (whose type differs between releases)."""
+        from transformers import AutoTokenizer
+
+        options = options or VLLMOptions()
+        if options.replicas > 1:
+            try:
+                import vllm  # noqa: F401 - fail here, in one line, rather than in a replica
+            except ImportError:
+                raise OptionalDependencyError("vllm") from None
+            runner: _Runner = _Replicas(model, options)
+        else:
+            runner = _InProcess(_new_llm(model, options))
+        return cls(runner, AutoTokenizer.from_pretrained(model), batch_size=batch_size)
 
     def close(self) -> None:
-        self.llm = None
+        self.runner.close()
 
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: Sampling
     ) -> Iterator[list[Generation]]:
-        from vllm import SamplingParams
-        from vllm.lora.request import LoRARequest
-
         for chunk in chunks(requests, self.chunk_size):
             prepared = prepare_chunk(chunk, sampling, self.tokenizer, self.loras)
-            outputs = self.llm.generate(
-                [{"prompt_token_ids": ids} for ids in prepared.prompt_ids],
-                [SamplingParams(**params) for params in prepared.params],
-                use_tqdm=False,
-                lora_request=[None if lora is None else LoRARequest(**lora) for lora in prepared.loras],
-            )
-            yield [
-                to_generation(r, ids, out)
-                for r, ids, out in zip(chunk, prepared.prompt_ids, outputs, strict=True)
-            ]
+            yield to_generations(prepared, self.runner.run(prepared), self.tokenizer)

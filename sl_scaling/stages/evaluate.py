@@ -31,7 +31,7 @@ def _evaluate(
     engine: Engine, key: JobKey, label: str, *, samples: int, reporter: Reporter, adapter: str | None = None
 ) -> Evaluation:
     job = f"eval:{key}:{label}"
-    reporter.job_started(job, f"eval {key} {label}", total=samples, unit="answers")
+    reporter.job_started(job, f"eval {key} {label} · {engine.name}", total=samples, unit="answers")
     evaluation = evaluate(
         engine,
         target=target_animal(key.condition),
@@ -84,7 +84,7 @@ def run_control_eval(
     model = resolve_model(ctx.settings, size)
     reporter.event(why)  # once the inputs are known good: a refusal stays one line
     with ctx.state() as state, _stage(state, key, _stage_config(ctx, size, name, samples)):
-        loaded = open_engine(name, model)
+        loaded = open_engine(name, model, adapters=False, eager=ctx.settings.vllm_eager)
         try:
             evaluation = _evaluate(loaded, key, "base model", samples=samples, reporter=reporter)
         finally:
@@ -157,7 +157,7 @@ def run_adapter_eval(
             (key, _chosen_epochs(state, key, epochs)) for key in (JobKey(run, size, c) for c in conditions)
         ]
         reporter.event(why)
-        loaded = open_engine(name, resolve_model(ctx.settings, size))
+        loaded = open_engine(name, resolve_model(ctx.settings, size), eager=ctx.settings.vllm_eager)
         try:
             for key, records in plan:
                 results[key] = _evaluate_adapters(ctx, state, loaded, key, records, name, samples, reporter)

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from sl_scaling.context import Context
-from sl_scaling.engines import Engine, GenerationRequest, Sampling, choose_engine, open_engine
+from sl_scaling.engines import (
+    Engine,
+    GenerationRequest,
+    Sampling,
+    choose_engine,
+    generation_replicas,
+    open_engine,
+)
 from sl_scaling.errors import SlscaleError, UsageError
 from sl_scaling.files import JsonlAppender, atomic_write_jsonl, read_jsonl, repair_torn_tail
 from sl_scaling.models import resolve_model
@@ -188,14 +195,20 @@ def _generate_size(
         }  # fmt: skip
         for job in jobs:
             state.start_stage(job.key, STAGE, config)
-            reporter.job_started(job.label, f"{STAGE} {job.key}", total=n, unit="rows")
+            reporter.job_started(job.label, f"{STAGE} {job.key} · {name}", total=n, unit="rows")
             reporter.job_advanced(job.label, job.rows)
         try:
             missing = [j for j in jobs if j.rows < n]
             if missing:
                 reporter.event(f"{STAGE} {size}: loading {model} with {name}")
                 teacher = open_engine(
-                    name, model, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size
+                    name,
+                    model,
+                    batch_size=batch_size,
+                    tensor_parallel_size=tensor_parallel_size,
+                    adapters=False,
+                    eager=ctx.settings.vllm_eager,
+                    replicas=generation_replicas(size, tensor_parallel_size),
                 )
                 try:
                     sampling = Sampling(temperature=TEMPERATURE, max_new_tokens=max_new_tokens, seed=seed)
