@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 
+from sl_scaling.bench.shapes import bench_tokenizer
 from sl_scaling.engines import generation_replicas
 from sl_scaling.engines.base import GenerationRequest, Sampling
 from sl_scaling.engines.vllm import (
@@ -77,8 +77,8 @@ def test_chunks_group_requests_by_adapter() -> None:
     assert sorted(r.key for c in cut for r in c) == list(range(7))
 
 
-def test_prepare_chunk_renders_the_models_chat_template(tiny_model: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+def test_prepare_chunk_renders_the_models_chat_template() -> None:
+    tokenizer = bench_tokenizer()  # Qwen's ids and chat template
     requests = [
         GenerationRequest(("dog", 0), teacher_chat("dog", "Take 1, 2, 3."), adapter="/x"),
         GenerationRequest(("neutral", 0), teacher_chat("neutral", "Take 1, 2, 3.")),
@@ -92,8 +92,8 @@ def test_prepare_chunk_renders_the_models_chat_template(tiny_model: Path) -> Non
     assert prepared.loras == [{"lora_name": "adapter-1", "lora_int_id": 1, "lora_path": "/x"}, None]
 
 
-def test_completion_ids_become_generations_with_text_cut_before_the_end_of_turn(tiny_model: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+def test_completion_ids_become_generations_with_text_cut_before_the_end_of_turn() -> None:
+    tokenizer = bench_tokenizer()  # Qwen's ids and chat template
     requests = [GenerationRequest(i, teacher_chat("dog", f"Take {i}, 2, 3.")) for i in range(3)]
     prepared = prepare_chunk(requests, Sampling(max_new_tokens=8), tokenizer, LoraRegistry())
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -105,8 +105,8 @@ def test_completion_ids_become_generations_with_text_cut_before_the_end_of_turn(
     assert [g.key for g in generations] == [0, 1, 2]
 
 
-def test_a_chunk_splits_into_contiguous_slices_for_replicas(tiny_model: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+def test_a_chunk_splits_into_contiguous_slices_for_replicas() -> None:
+    tokenizer = bench_tokenizer()  # Qwen's ids and chat template
     requests = [GenerationRequest(i, teacher_chat("dog", f"Take {i}.")) for i in range(7)]
     prepared = prepare_chunk(requests, Sampling(seed=3), tokenizer, LoraRegistry())
     parts = prepared.split(3)
@@ -115,13 +115,13 @@ def test_a_chunk_splits_into_contiguous_slices_for_replicas(tiny_model: Path) ->
     assert len(prepared.split(10)) == 7
 
 
-def test_missing_vllm_is_one_actionable_error(tiny_model: Path) -> None:
+def test_missing_vllm_is_one_actionable_error(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     try:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(OptionalDependencyError, match=r"pip install 'sl-scaling\[gpu\]'"):
-            VLLMEngine.load(str(tiny_model))
+            VLLMEngine.load(str(tmp_path))
     else:
         pytest.skip("vLLM is installed here")
 
