@@ -112,3 +112,25 @@ def test_sampling_is_plain_temperature_one_whatever_generation_config_json_says(
     print(f"300 draws of one first token: {len(distinct)} distinct")
     # top_k 20 would allow at most 20 distinct tokens; a random model at temperature 1 spreads over ~all.
     assert len(distinct) > 150
+
+
+def test_two_engine_processes_sample_the_rows_one_process_does(
+    engine: VLLMEngine, saved: dict[str, Any]
+) -> None:
+    """`gen` at 0.5b splits each chunk over two vLLM processes: the same rows, in order, the same draws."""
+    requests = teacher_requests(16 * 4)
+    sampling = Sampling(temperature=1.0, max_new_tokens=12, seed=11)
+    one = _texts(engine, requests, sampling)
+    options = VLLMOptions(
+        lora=False, dtype="float16", enforce_eager=True, gpu_memory_utilization=0.3, replicas=2
+    )
+    two = VLLMEngine.load(saved["dir"], options, batch_size=40)  # chunks of 40: 20 rows per process
+    try:
+        batches = [[g.key for g in batch] for batch in two.generate(requests, sampling)]
+        assert batches == [[r.key for r in requests[:40]], [r.key for r in requests[40:]]]
+        split = _texts(two, requests, sampling)
+    finally:
+        two.close()
+    same = sum(split[k] == one[k] for k in one) / len(one)
+    print(f"rows identical in one and two processes: {same:.3f}")
+    assert same >= 0.97
