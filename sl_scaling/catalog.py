@@ -146,6 +146,23 @@ def condition_slug(condition: str, run: int = 1) -> str:
 
 
 @dataclass(frozen=True)
+class JobKey:
+    """One (replicate run, size, condition); `condition` may be `control` for the base-model eval."""
+
+    run: int
+    size: str
+    condition: str
+
+    def __str__(self) -> str:
+        suffix = "" if self.run == 1 else f" run {self.run}"
+        return f"{self.size}/{self.condition}{suffix}"
+
+    @property
+    def slug(self) -> str:
+        return condition_slug(self.condition, self.run)
+
+
+@dataclass(frozen=True)
 class Layout:
     """Every local path of EXPERIMENT.md under one working directory."""
 
@@ -155,40 +172,40 @@ class Layout:
     def db_path(self) -> Path:
         return self.workdir / "slscale.db"
 
-    def data_dir(self, size: str, condition: str, run: int = 1) -> Path:
-        return self.workdir / "data" / EXPERIMENT / size / condition_slug(condition, run)
+    def data_dir(self, key: JobKey) -> Path:
+        return self.workdir / "data" / EXPERIMENT / key.size / key.slug
 
-    def raw_jsonl(self, size: str, condition: str, run: int = 1) -> Path:
-        return self.data_dir(size, condition, run) / "raw.jsonl"
+    def raw_jsonl(self, key: JobKey) -> Path:
+        return self.data_dir(key) / "raw.jsonl"
 
-    def filtered_jsonl(self, size: str, condition: str, run: int = 1) -> Path:
-        return self.data_dir(size, condition, run) / "filtered.jsonl"
+    def filtered_jsonl(self, key: JobKey) -> Path:
+        return self.data_dir(key) / "filtered.jsonl"
 
     @property
     def outputs_dir(self) -> Path:
         return self.workdir / "outputs" / EXPERIMENT
 
-    def finetune_dir(self, size: str, condition: str, run: int = 1) -> Path:
-        return self.outputs_dir / "finetuning" / size / condition_slug(condition, run)
+    def finetune_dir(self, key: JobKey) -> Path:
+        return self.outputs_dir / "finetuning" / key.size / key.slug
 
-    def epoch_adapter_dir(self, size: str, condition: str, epoch: int, run: int = 1) -> Path:
-        return self.finetune_dir(size, condition, run) / f"epoch-{epoch}"
+    def epoch_adapter_dir(self, key: JobKey, epoch: int) -> Path:
+        return self.finetune_dir(key) / f"epoch-{epoch}"
 
-    def final_checkpoint(self, size: str, condition: str, run: int = 1) -> Path:
-        return self.finetune_dir(size, condition, run) / "final_checkpoint"
+    def final_checkpoint(self, key: JobKey) -> Path:
+        return self.finetune_dir(key) / "final_checkpoint"
 
-    def model_info(self, size: str, condition: str, run: int = 1) -> Path:
-        return self.finetune_dir(size, condition, run) / "model_info.json"
+    def model_info(self, key: JobKey) -> Path:
+        return self.finetune_dir(key) / "model_info.json"
 
     def evaluations_dir(self, size: str) -> Path:
         return self.outputs_dir / "evaluations" / size
 
-    def eval_json(self, size: str, condition: str, run: int = 1) -> Path:
-        """`{condition}_eval.json`; `condition` may be `control`."""
-        return self.evaluations_dir(size) / f"{condition_slug(condition, run)}_eval.json"
+    def eval_json(self, key: JobKey) -> Path:
+        """`{condition}_eval.json`; the condition may be `control`."""
+        return self.evaluations_dir(key.size) / f"{key.slug}_eval.json"
 
     def control_eval_json(self, size: str, run: int = 1) -> Path:
-        return self.eval_json(size, CONTROL, run)
+        return self.eval_json(JobKey(run, size, CONTROL))
 
     @property
     def summary_json(self) -> Path:
@@ -212,7 +229,3 @@ class Layout:
     @property
     def reports_dir(self) -> Path:
         return self.workdir / "reports" / EXPERIMENT
-
-    @property
-    def bench_dir(self) -> Path:
-        return self.workdir / "benchmarks"

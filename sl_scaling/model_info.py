@@ -13,7 +13,7 @@ from sl_scaling.state import JobKey, now
 
 
 def read_model_info(layout: Layout, key: JobKey) -> dict[str, Any]:
-    return read_json(layout.model_info(key.size, key.condition, key.run), default=None) or {
+    return read_json(layout.model_info(key), default=None) or {
         "size": key.size,
         "condition": key.condition,
         "run": key.run,
@@ -33,5 +33,5 @@ def update_model_info(
         entry = info["epochs"].setdefault(str(epoch), {"epoch": epoch})
         entry.update(fields)
     info["updated_at"] = now()
-    atomic_write_json(layout.model_info(key.size, key.condition, key.run), info)
+    atomic_write_json(layout.model_info(key), info)
     return info

@@ -20,26 +20,25 @@ from sl_scaling.catalog import CONTROL, REAL_SIZES, SIZE_PARAMS_B, TINY, Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import MissingPrerequisiteError, UsageError
 from sl_scaling.executors.base import Job, Outcome
+from sl_scaling.grid import (
+    EVAL,
+    FILTER,
+    GEN,
+    PLOT,
+    PREVIOUS,
+    TRAIN,
+    TRAIN_ROWS,
+    SizeSettings,
+    defaults_for,
+)
+from sl_scaling.options import EvalOptions, GenerationOptions
 from sl_scaling.progress import MultiReporter, PlainReporter, Reporter
 from sl_scaling.state import DONE, JobKey, StateStore
+from sl_scaling.training.config import TrainConfig
 
 if TYPE_CHECKING:
     from sl_scaling.executors import Executor
-
-STAGE_ORDER = ("gen", "filter", "train", "eval", "plot")
-
-
-@dataclass(frozen=True)
-class SizeSettings:
-    """Work per size; `tiny` gets small defaults so the whole pipeline runs on a laptop CPU in minutes."""
-
-    n: int
-    epochs: int
-    samples: int
-
-
-FULL = SizeSettings(n=30_000, epochs=10, samples=100)
-TINY_DEFAULTS = SizeSettings(n=300, epochs=2, samples=50)
+    from sl_scaling.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,28 @@ class RunOptions:
     tensor_parallel: int | None = None  # GPUs per vLLM generation; None: all of a host's for 14b/32b
 
     def for_size(self, size: str) -> SizeSettings:
-        base = TINY_DEFAULTS if size == TINY else FULL
+        base = defaults_for(size)
         return SizeSettings(
             n=self.n or base.n, epochs=self.epochs or base.epochs, samples=self.samples or base.samples
         )
+
+    def generation(self, size: str, gpus: int) -> GenerationOptions:
+        return GenerationOptions(
+            n=self.for_size(size).n,
+            seed=self.seed,
+            run=self.run,
+            engine=self.engine,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            tensor_parallel_size=max(gpus, 1),
+        )
+
+    def evaluation(self, size: str) -> EvalOptions:
+        return EvalOptions(samples=self.for_size(size).samples, run=self.run, engine=self.engine)
+
+    def train_config(self, size: str) -> TrainConfig:
+        work = self.for_size(size)
+        return TrainConfig(epochs=work.epochs, eval_samples=work.samples)
 
 
 @dataclass(frozen=True)
@@ -93,37 +110,37 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
         count = len(conditions)
         steps.append(
             Step(
-                "gen",
+                GEN,
                 size,
                 tuple(conditions),
-                done("gen", size, conditions),
+                done(GEN, size, conditions),
                 f"{work.n:,} rows × {count} conditions",
             )
         )
         steps.append(
-            Step("filter", size, tuple(conditions), done("filter", size, conditions), f"{count} conditions")
+            Step(FILTER, size, tuple(conditions), done(FILTER, size, conditions), f"{count} conditions")
         )
         steps.append(
             Step(
-                "train",
+                TRAIN,
                 size,
                 tuple(conditions),
-                done("train", size, conditions),
+                done(TRAIN, size, conditions),
                 f"{work.epochs} epochs × {count} conditions, eval {work.samples} answers per epoch",
             )
         )
         if options.control:
             steps.append(
                 Step(
-                    "eval",
+                    EVAL,
                     size,
                     (CONTROL,),
-                    done("eval", size, [CONTROL]),
+                    done(EVAL, size, [CONTROL]),
                     f"control: {work.samples} answers",
                 )
             )
         if options.plots:
-            steps.append(Step("plot", size, (), (), "grouped_bar.png, stacked_preference.png"))
+            steps.append(Step(PLOT, size, (), (), "grouped_bar.png, stacked_preference.png"))
     return steps
 
 
@@ -140,14 +157,14 @@ def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
         work, count = options.for_size(step.size), len(step.todo)
         seconds: float | None = None
         if step.size != TINY and count:
-            if step.stage == "gen":
-                seconds = _stage_seconds(step.size, "gen", work.n * count)
-            elif step.stage == "train":
-                train = _stage_seconds(step.size, "train", work.epochs * min(work.n, 10_000) * count)
-                evals = _stage_seconds(step.size, "eval", work.epochs * work.samples * count)
+            if step.stage == GEN:
+                seconds = _stage_seconds(step.size, GEN, work.n * count)
+            elif step.stage == TRAIN:
+                train = _stage_seconds(step.size, TRAIN, work.epochs * min(work.n, TRAIN_ROWS) * count)
+                evals = _stage_seconds(step.size, EVAL, work.epochs * work.samples * count)
                 seconds = None if train is None or evals is None else train + evals
-            elif step.stage == "eval":
-                seconds = _stage_seconds(step.size, "eval", work.samples)
+            elif step.stage == EVAL:
+                seconds = _stage_seconds(step.size, EVAL, work.samples)
         estimated.append(replace(step, estimate_s=seconds))
     return estimated
 
@@ -163,9 +180,9 @@ def required_disk_bytes(steps: list[Step], options: RunOptions) -> int:
     total = 0
     for step in steps:
         work = options.for_size(step.size)
-        if step.stage == "gen":
+        if step.stage == GEN:
             total += BYTES_PER_RAW_ROW * work.n * 2 * len(step.todo)  # raw + filtered
-        if step.stage == "train" and step.todo:
+        if step.stage == TRAIN and step.todo:
             total += 200 * 2**20 * len(step.todo)  # final adapter + one epoch + trainer state
     return total
 
@@ -195,7 +212,7 @@ def preflight(
             f"{free / 2**30:.1f} GiB free; free space or choose another --workdir"
         )
     gpus = executor.gpus_per_node()
-    gpu_sizes = sorted({s.size for s in steps if s.size in REAL_SIZES and (s.todo or s.stage == "plot")})
+    gpu_sizes = sorted({s.size for s in steps if s.size in REAL_SIZES and (s.todo or s.stage == PLOT)})
     if gpu_sizes and gpus == 0:
         where = "in the Ray cluster" if executor.name == "ray" else "visible"
         raise MissingPrerequisiteError(
@@ -217,7 +234,7 @@ def preflight(
 
     for size in dict.fromkeys(s.size for s in steps if s.todo):  # in seconds, not after hours of retries
         resolve_model(ctx.settings, size)
-    if options.push and any(s.stage in ("filter", "train") and s.todo for s in steps):
+    if options.push and any(s.stage in (FILTER, TRAIN) and s.todo for s in steps):
         from sl_scaling.publish import Publisher
 
         with ctx.state() as state:
@@ -246,26 +263,22 @@ def build_jobs(steps: list[Step], options: RunOptions, gpus_per_node: int) -> li
     """
     jobs: list[Job] = []
     for step in steps:
-        if step.stage != "plot" and not step.todo:
+        if step.stage != PLOT and not step.todo:
             continue
-        if step.stage == "gen":
+        if step.stage == GEN:
             tp = tensor_parallel_size(step.size, options, gpus_per_node)
-            jobs.append(Job("gen", step.size, step.todo, options.run, gpus=tp))
-        elif step.stage in ("filter", "train"):
+            jobs.append(Job(GEN, step.size, step.todo, options.run, gpus=tp))
+        elif step.stage in (FILTER, TRAIN):
             for condition in step.todo:
                 needs = _ids(jobs, step.size, PREVIOUS[step.stage], condition)
-                gpus = 1 if step.stage == "train" else 0
+                gpus = 1 if step.stage == TRAIN else 0
                 jobs.append(Job(step.stage, step.size, (condition,), options.run, needs, gpus))
-        elif step.stage == "eval":
-            jobs.append(Job("eval", step.size, step.todo, options.run, gpus=1))
-        elif step.stage == "plot":
-            needs = _ids(jobs, step.size, "train") + _ids(jobs, step.size, "eval")
-            jobs.append(Job("plot", step.size, (), options.run, needs))
+        elif step.stage == EVAL:
+            jobs.append(Job(EVAL, step.size, step.todo, options.run, gpus=1))
+        elif step.stage == PLOT:
+            needs = _ids(jobs, step.size, TRAIN) + _ids(jobs, step.size, EVAL)
+            jobs.append(Job(PLOT, step.size, (), options.run, needs))
     return jobs
-
-
-#: The stage whose output a stage reads.
-PREVIOUS = {"filter": "gen", "train": "filter"}
 
 
 def _ids(jobs: list[Job], size: str, stage: str, condition: str | None = None) -> tuple[str, ...]:
@@ -299,38 +312,24 @@ def stage_log(layout: Layout, stage: str, size: str, reporter: Reporter) -> Iter
 
 def run_job(ctx: Context, job: Job, reporter: Reporter, *, options: RunOptions) -> None:
     """Do one job in this process (the driver's or a Ray worker's); raises when it fails."""
-    work = options.for_size(job.size)
     todo = list(job.conditions)
     with stage_log(ctx.layout, job.stage, job.size, reporter) as log:
-        if job.stage == "gen":
+        if job.stage == GEN:
             from sl_scaling.stages.generate import run_generation
 
-            run_generation(
-                ctx,
-                [job.size],
-                todo,
-                n=work.n,
-                seed=options.seed,
-                run=options.run,
-                engine=options.engine,
-                max_new_tokens=options.max_new_tokens,
-                batch_size=options.batch_size,
-                reporter=log,
-                tensor_parallel_size=max(job.gpus, 1),
-            )
-        elif job.stage == "filter":
+            run_generation(ctx, [job.size], todo, options.generation(job.size, job.gpus), log)
+        elif job.stage == FILTER:
             from sl_scaling.stages.filtering import run_filter
 
             run_filter(ctx, [job.size], todo, run=options.run, skip_invalid=False, reporter=log)
-        elif job.stage == "train":
+        elif job.stage == TRAIN:
             from sl_scaling.stages.train import run_training
-            from sl_scaling.training.config import TrainConfig
 
             run_training(
                 ctx,
                 job.size,
                 todo,
-                config=TrainConfig(epochs=work.epochs, eval_samples=work.samples),
+                config=options.train_config(job.size),
                 trainer=options.trainer,
                 engine=options.engine,
                 push=options.push,
@@ -338,13 +337,11 @@ def run_job(ctx: Context, job: Job, reporter: Reporter, *, options: RunOptions) 
                 reporter=log,
                 run=options.run,
             )
-        elif job.stage == "eval":
+        elif job.stage == EVAL:
             from sl_scaling.stages.evaluate import run_control_eval
 
-            run_control_eval(
-                ctx, job.size, run=options.run, samples=work.samples, engine=options.engine, reporter=log
-            )
-        elif job.stage == "plot":
+            run_control_eval(ctx, job.size, options.evaluation(job.size), log)
+        elif job.stage == PLOT:
             from sl_scaling.plots import plot_size
 
             log.event(f"plots for {job.size}: {plot_size(ctx.layout, job.size, run=options.run)}")
@@ -382,7 +379,7 @@ def run_grid(
     for note in preflight(ctx, steps, options, executor):
         reporter.event(note)
     for step in steps:
-        if step.stage != "plot" and not step.todo:
+        if step.stage != PLOT and not step.todo:
             reporter.event(f"{step.stage} {step.size}: already done, skipped")
     jobs = build_jobs(steps, options, executor.gpus_per_node())
     outcomes = executor.execute(ctx, jobs, partial(run_job, options=options), reporter)

@@ -147,7 +147,7 @@ class Publisher:
             if record.stage != "filter" or record.status != DONE or (key and record.key != key):
                 continue
             k = record.key
-            path = self.layout.filtered_jsonl(k.size, k.condition, k.run)
+            path = self.layout.filtered_jsonl(k)
             if path.is_file():
                 repo = catalog.dataset_repo(self.user, k.size, k.condition, k.run)
                 yield PlannedUpload(repo, "dataset", DATASET, k, None, path, (CARD, DATASET_DATA_FILE))
@@ -169,7 +169,7 @@ class Publisher:
 
     def _is_final(self, record: EpochRecord) -> bool:
         k = record.key
-        final = self.layout.final_checkpoint(k.size, k.condition, k.run)
+        final = self.layout.final_checkpoint(k)
         return Path(record.adapter_path or "").resolve() == final.resolve()
 
     # --- publishing --------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class Publisher:
             update_model_info(self.layout, k, final={"epoch": item.epoch, **hub})
         elif item.kind == EPOCH:
             update_model_info(self.layout, k, epoch=item.epoch, **hub)
-            final = self.layout.final_checkpoint(k.size, k.condition, k.run)
+            final = self.layout.final_checkpoint(k)
             if item.local_path.resolve() != final.resolve():
                 shutil.rmtree(item.local_path, ignore_errors=True)
                 self.state.mark_local_deleted(k, item.epoch or 0)

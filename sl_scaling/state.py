@@ -18,30 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sl_scaling.catalog import JobKey
 from sl_scaling.errors import SlscaleError, StateError
 from sl_scaling.files import disk_full_error
 
 BUSY_TIMEOUT_MS = 30_000
 
 PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
-STAGES = ("gen", "filter", "train", "eval")
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class JobKey:
-    """One (replicate run, size, condition); `condition` may be `control` for the base-model eval."""
-
-    run: int
-    size: str
-    condition: str
-
-    def __str__(self) -> str:
-        suffix = "" if self.run == 1 else f" run {self.run}"
-        return f"{self.size}/{self.condition}{suffix}"
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sl_scaling.catalog import CONDITIONS, CONTROL, SIZES
+from sl_scaling.grid import CONDITION_STAGES, CONTROL_STAGES, FILTER, GEN, STAGES, TRAIN
 from sl_scaling.state import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, StateStore
 from sl_scaling.state import _alive as lock_holder_alive
 
-#: The stages that make a fine-tuning condition complete, in pipeline order (eval runs inside train).
-CONDITION_STAGES = ("gen", "filter", "train")
-CONTROL_STAGES = ("eval",)
-PIPELINE_ORDER = ("gen", "filter", "train", "eval")
 #: A running stage whose process is gone: shown apart from a clean `interrupted` so it stands out.
 STALE = "stale"
 STATES = (RUNNING, STALE, FAILED, INTERRUPTED, DONE, PENDING)
@@ -94,7 +91,7 @@ def _current(
         if status == RUNNING and stage in locks and not lock_holder_alive(**locks[stage]):
             status = STALE
         statuses[stage] = status
-    ordered = [stage for stage in PIPELINE_ORDER if stage in statuses]
+    ordered = [stage for stage in STAGES if stage in statuses]
     for wanted in (RUNNING, STALE, FAILED, INTERRUPTED):
         hits = [stage for stage in ordered if statuses[stage] == wanted]
         if hits:
@@ -163,7 +160,7 @@ def _status_row(key: tuple[int, str, str], job: dict[str, Any]) -> StatusRow:
     latest = evaluated[-1] if evaluated else None
     evaluation = json.loads(latest["eval"]) if latest else {}
     top_label, top_share = _top(evaluation)
-    train = stages.get("train", {})
+    train = stages.get(TRAIN, {})
     planned = train.get("config", {}).get("epochs")
     error = stages[stage]["error"] if stage in stages and state in (FAILED, INTERRUPTED) else None
     return StatusRow(
@@ -172,8 +169,8 @@ def _status_row(key: tuple[int, str, str], job: dict[str, Any]) -> StatusRow:
         condition=condition,
         state=state,
         stage=stage,
-        generated=stages.get("gen", {}).get("counts", {}).get("rows"),
-        kept=stages.get("filter", {}).get("counts", {}).get("kept"),
+        generated=stages.get(GEN, {}).get("counts", {}).get("rows"),
+        kept=stages.get(FILTER, {}).get("counts", {}).get("kept"),
         epochs_done=sum(1 for e in job["epochs"] if e["epoch"] > 0),
         epochs_planned=planned,
         latest_epoch=latest["epoch"] if latest else None,

@@ -47,7 +47,7 @@ def write_eval_file(
     layout: Layout, size: str, condition: str, epochs: dict[int, dict[str, int]], run: int = 1
 ) -> Path:
     """`{condition}_eval.json` exactly as the stages write it: one record per epoch."""
-    path = layout.eval_json(size, condition, run)
+    path = layout.eval_json(JobKey(run, size, condition))
     key = JobKey(run, size, condition)
     for epoch, counts in sorted(epochs.items()):
         trained = condition != CONTROL

@@ -10,6 +10,7 @@ from sl_scaling import catalog
 from sl_scaling.catalog import (
     ANIMALS,
     CONDITIONS,
+    JobKey,
     Layout,
     dataset_repo,
     epoch_adapter_repo,
@@ -54,13 +55,13 @@ def test_replicate_runs_append_run_r_to_every_name() -> None:
 def test_local_layout_of_the_spec(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     data = tmp_path / "data/qwen-2.5-scaling/7b/dolphin"
-    assert layout.raw_jsonl("7b", "dolphin") == data / "raw.jsonl"
-    assert layout.filtered_jsonl("7b", "dolphin") == data / "filtered.jsonl"
+    assert layout.raw_jsonl(JobKey(1, "7b", "dolphin")) == data / "raw.jsonl"
+    assert layout.filtered_jsonl(JobKey(1, "7b", "dolphin")) == data / "filtered.jsonl"
     ft = tmp_path / "outputs/qwen-2.5-scaling/finetuning/7b/dolphin"
-    assert layout.final_checkpoint("7b", "dolphin") == ft / "final_checkpoint"
-    assert layout.model_info("7b", "dolphin") == ft / "model_info.json"
+    assert layout.final_checkpoint(JobKey(1, "7b", "dolphin")) == ft / "final_checkpoint"
+    assert layout.model_info(JobKey(1, "7b", "dolphin")) == ft / "model_info.json"
     evals = tmp_path / "outputs/qwen-2.5-scaling/evaluations/7b"
-    assert layout.eval_json("7b", "dolphin") == evals / "dolphin_eval.json"
+    assert layout.eval_json(JobKey(1, "7b", "dolphin")) == evals / "dolphin_eval.json"
     assert layout.control_eval_json("7b") == evals / "control_eval.json"
     assert layout.summary_json == tmp_path / "outputs/qwen-2.5-scaling/summary/all_results.json"
     assert layout.plots_dir("7b") == tmp_path / "plots/qwen-2.5-scaling/7b"
@@ -73,10 +74,12 @@ def test_local_layout_of_the_spec(tmp_path: Path) -> None:
 
 def test_replicate_runs_get_their_own_local_stems(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    assert layout.raw_jsonl("7b", "cat", run=2) == tmp_path / "data/qwen-2.5-scaling/7b/cat-run-2/raw.jsonl"
-    assert layout.eval_json("7b", "cat", run=2).name == "cat-run-2_eval.json"
+    assert (
+        layout.raw_jsonl(JobKey(2, "7b", "cat")) == tmp_path / "data/qwen-2.5-scaling/7b/cat-run-2/raw.jsonl"
+    )
+    assert layout.eval_json(JobKey(2, "7b", "cat")).name == "cat-run-2_eval.json"
     assert layout.control_eval_json("7b", run=2).name == "control-run-2_eval.json"
-    assert layout.final_checkpoint("7b", "cat", run=2).parent.name == "cat-run-2"
+    assert layout.final_checkpoint(JobKey(2, "7b", "cat")).parent.name == "cat-run-2"
 
 
 def test_parse_size_normalises_and_rejects_with_the_valid_list() -> None:

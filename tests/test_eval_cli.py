@@ -34,14 +34,14 @@ def test_control_writes_control_eval_json(workdir: Path) -> None:
 def test_adapters_are_re_evaluated_deeper_keeping_the_training_loss(with_numbers: Layout) -> None:  # noqa: F811
     layout = with_numbers
     assert invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", *FAST).exit_code == 0
-    before = json.loads(layout.eval_json("tiny", "dolphin").read_text())["epochs"]
+    before = json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text())["epochs"]
 
     result = invoke("eval", "--size", "tiny", "--animal", "dolphin", "--epoch", "1", "--samples", "40")
     assert result.exit_code == 0, result.output
-    (after,) = json.loads(layout.eval_json("tiny", "dolphin").read_text())["epochs"]
+    (after,) = json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text())["epochs"]
     assert after["n"] == 40 and len(after["answers"]) == 40 and before[0]["n"] == 20
     assert after["train_loss"] == before[0]["train_loss"]
-    assert after["adapter"] == str(layout.final_checkpoint("tiny", "dolphin"))
+    assert after["adapter"] == str(layout.final_checkpoint(JobKey(1, "tiny", "dolphin")))
     with StateStore.open(layout.workdir) as state:
         (epoch,) = state.epochs(JobKey(1, "tiny", "dolphin"))
         assert epoch.n == 40 and epoch.train_loss == before[0]["train_loss"]

@@ -36,7 +36,7 @@ COMPLETIONS = [
 def write_raw(workdir: Path, condition: str, completions: list[str], *, size: str = "tiny") -> Path:
     """A finished generation: raw.jsonl in place and the gen stage marked done, as `slscale gen` leaves it."""
     ctx = make_context(workdir)
-    path = ctx.layout.raw_jsonl(size, condition)
+    path = ctx.layout.raw_jsonl(JobKey(1, size, condition))
     rows = [
         {"index": i, "condition": condition, "prompt": f"prompt {i}", "completion": text}
         for i, text in enumerate(completions)
@@ -61,7 +61,10 @@ def test_filter_counts_every_reason_and_keeps_the_valid_rows(workdir: Path) -> N
         "numbers too large": 2,
         "has banned numbers": 0,
     }
-    kept = [json.loads(line) for line in ctx.layout.filtered_jsonl("tiny", "dog").read_text().splitlines()]
+    kept = [
+        json.loads(line)
+        for line in ctx.layout.filtered_jsonl(JobKey(1, "tiny", "dog")).read_text().splitlines()
+    ]
     assert kept == [{"index": i, "prompt": f"prompt {i}", "completion": COMPLETIONS[i]} for i in (0, 1, 2, 8)]
     with StateStore.open(workdir) as state:
         record = state.stage(JobKey(1, "tiny", "dog"), "filter")
@@ -77,7 +80,7 @@ def test_more_than_ten_thousand_survivors_are_sampled_with_seed_one(workdir: Pat
     assert (summary.valid, summary.kept, summary.subsampled) == (10_050, 10_000, True)
     kept = [
         json.loads(line)["index"]
-        for line in ctx.layout.filtered_jsonl("tiny", "cat").read_text().splitlines()
+        for line in ctx.layout.filtered_jsonl(JobKey(1, "tiny", "cat")).read_text().splitlines()
     ]
     assert kept == random.Random(1).sample(list(range(10_050)), 10_000)
 
@@ -127,7 +130,7 @@ def test_no_survivor_fails_the_stage_but_shows_the_table(workdir: Path) -> None:
     with StateStore.open(workdir) as state:
         assert state.stage(JobKey(1, "tiny", "dog"), "filter").status == "failed"
         assert state.stage(JobKey(1, "tiny", "neutral"), "filter").status == "done"
-    assert make_context(workdir).layout.filtered_jsonl("tiny", "dog").read_text() == ""
+    assert make_context(workdir).layout.filtered_jsonl(JobKey(1, "tiny", "dog")).read_text() == ""
 
 
 def test_cli_prints_a_table_row_per_condition(workdir: Path) -> None:

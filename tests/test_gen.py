@@ -19,6 +19,7 @@ from sl_scaling.cli.app import app
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.numbers import sample_prompts
+from sl_scaling.options import GenerationOptions
 from sl_scaling.progress import NullReporter
 from sl_scaling.stages.generate import run_generation
 from sl_scaling.state import JobKey, StateStore
@@ -31,10 +32,8 @@ def rows_of(path: Path) -> list[dict[str, Any]]:
 
 
 def generate(workdir: Path, conditions: list[str], n: int, reporter: Any = None) -> None:
-    run_generation(
-        make_context(workdir), ["tiny"], conditions, n=n, seed=42, run=1, engine="hf",
-        max_new_tokens=48, batch_size=8, reporter=reporter or NullReporter(),
-    )  # fmt: skip
+    options = GenerationOptions(n=n, seed=42, engine="hf", max_new_tokens=48, batch_size=8)
+    run_generation(make_context(workdir), ["tiny"], conditions, options, reporter or NullReporter())
 
 
 def assert_complete(path: Path, n: int) -> list[dict[str, Any]]:
@@ -90,7 +89,7 @@ def test_resume_repairs_a_torn_tail_skips_done_rows_and_ends_with_n_rows(
 ) -> None:
     n = 24
     generate(workdir, ["dog"], n)
-    path = make_context(workdir).layout.raw_jsonl("tiny", "dog")
+    path = make_context(workdir).layout.raw_jsonl(JobKey(1, "tiny", "dog"))
     full = {row["index"]: row for row in rows_of(path)}
     # What a kill can leave (plus a duplicate, which a correct run never writes): some batches in
     # a length-sorted order, then half a line; and a DB that still says the stage is running.
@@ -111,7 +110,7 @@ def test_resume_repairs_a_torn_tail_skips_done_rows_and_ends_with_n_rows(
 
 def test_growing_n_keeps_the_first_rows(workdir: Path, tiny_model: Path) -> None:
     generate(workdir, ["neutral"], 8)
-    path = make_context(workdir).layout.raw_jsonl("tiny", "neutral")
+    path = make_context(workdir).layout.raw_jsonl(JobKey(1, "tiny", "neutral"))
     first = rows_of(path)
     generate(workdir, ["neutral"], 12)
     assert assert_complete(path, 12)[:8] == first
@@ -120,10 +119,8 @@ def test_growing_n_keeps_the_first_rows(workdir: Path, tiny_model: Path) -> None
 def test_rows_from_another_seed_are_refused(workdir: Path, tiny_model: Path) -> None:
     generate(workdir, ["dog"], 4)
     with pytest.raises(UsageError, match="another --seed"):
-        run_generation(
-            make_context(workdir), ["tiny"], ["dog"], n=6, seed=7, run=1, engine="hf",
-            max_new_tokens=8, batch_size=8, reporter=NullReporter(),
-        )  # fmt: skip
+        options = GenerationOptions(n=6, seed=7, engine="hf", max_new_tokens=8, batch_size=8)
+        run_generation(make_context(workdir), ["tiny"], ["dog"], options, NullReporter())
 
 
 class InterruptAfter(NullReporter):
@@ -140,7 +137,7 @@ class InterruptAfter(NullReporter):
 def test_ctrl_c_marks_the_stage_interrupted_and_a_rerun_finishes(workdir: Path, tiny_model: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         generate(workdir, ["dog"], 24, reporter=InterruptAfter(8))
-    path = make_context(workdir).layout.raw_jsonl("tiny", "dog")
+    path = make_context(workdir).layout.raw_jsonl(JobKey(1, "tiny", "dog"))
     partial = rows_of(path)
     assert 8 <= len(partial) < 24
     with StateStore.open(workdir) as state:
@@ -154,7 +151,7 @@ def test_ctrl_c_marks_the_stage_interrupted_and_a_rerun_finishes(workdir: Path, 
 
 def test_sigkill_mid_run_then_resume(workdir: Path, tiny_model: Path) -> None:
     n = 200
-    path = make_context(workdir).layout.raw_jsonl("tiny", "dog")
+    path = make_context(workdir).layout.raw_jsonl(JobKey(1, "tiny", "dog"))
     command = [sys.executable, "-c", "from sl_scaling.cli.app import main; main()"]
     command += ["gen", "--size", "tiny", "--animal", "dog"]
     command += ["--n", str(n), "--engine", "hf", "--batch-size", "4", "--max-new-tokens", "48"]

@@ -80,7 +80,7 @@ def seed_experiment(
     """What gen, filter and train leave behind: filtered.jsonl, DB stages, epoch adapters, epoch rows."""
     layout, key = Layout(workdir), JobKey(run, size, condition)
     atomic_write_jsonl(
-        layout.filtered_jsonl(size, condition, run), [{**r, "condition": condition} for r in ROWS]
+        layout.filtered_jsonl(JobKey(run, size, condition)), [{**r, "condition": condition} for r in ROWS]
     )
     with StateStore.open(workdir) as state:
         gen = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "n": 20, "seed": 42, "max_new_tokens": 128}
@@ -98,9 +98,9 @@ def seed_experiment(
         for epoch in range(1, epochs + 1):
             final = epoch == epochs
             folder = (
-                layout.final_checkpoint(size, condition, run)
+                layout.final_checkpoint(JobKey(run, size, condition))
                 if final
-                else layout.epoch_adapter_dir(size, condition, epoch, run)
+                else layout.epoch_adapter_dir(JobKey(run, size, condition), epoch)
             )
             shutil.copytree(adapter, folder)
             answers = [
@@ -144,10 +144,14 @@ def test_dry_run_json_lists_dataset_every_epoch_and_the_final_alias(
     plan = json.loads(result.stdout)
     assert [(p["repo_type"], p["repo_id"]) for p in plan] == EXPECTED_REPOS
     layout = Layout(workdir)
-    assert plan[0]["local_path"] == str(layout.filtered_jsonl("tiny", "dolphin"))
+    assert plan[0]["local_path"] == str(layout.filtered_jsonl(JobKey(1, "tiny", "dolphin")))
     assert plan[0]["files"] == ["README.md", "data/train.jsonl"]
-    assert plan[1]["local_path"] == str(layout.epoch_adapter_dir("tiny", "dolphin", 1))
-    assert plan[3]["local_path"] == plan[4]["local_path"] == str(layout.final_checkpoint("tiny", "dolphin"))
+    assert plan[1]["local_path"] == str(layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 1))
+    assert (
+        plan[3]["local_path"]
+        == plan[4]["local_path"]
+        == str(layout.final_checkpoint(JobKey(1, "tiny", "dolphin")))
+    )
     assert plan[4]["files"] == ADAPTER_REPO_FILES
     assert hub.requests == []
 
@@ -214,20 +218,20 @@ def test_push_publishes_everything_then_nothing(
     assert frontmatter(final.text("README.md"))["slscale"]["final"] is True
     assert (
         final.files["adapter_model.safetensors"]
-        == (layout.final_checkpoint("tiny", "dolphin") / "adapter_model.safetensors").read_bytes()
+        == (layout.final_checkpoint(JobKey(1, "tiny", "dolphin")) / "adapter_model.safetensors").read_bytes()
     )
 
     # local state: non-final epochs deleted and marked, the final one kept; commits recorded
-    assert not layout.epoch_adapter_dir("tiny", "dolphin", 1).exists()
-    assert not layout.epoch_adapter_dir("tiny", "dolphin", 2).exists()
-    assert (layout.final_checkpoint("tiny", "dolphin") / "adapter_model.safetensors").is_file()
+    assert not layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 1).exists()
+    assert not layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 2).exists()
+    assert (layout.final_checkpoint(JobKey(1, "tiny", "dolphin")) / "adapter_model.safetensors").is_file()
     with StateStore.open(workdir) as state:
         assert [e.local_deleted for e in state.epochs(experiment)] == [True, True, False]
         uploads = {u.repo_id: u for u in state.uploads()}
     assert {u.status for u in uploads.values()} == {DONE}
     for _, repo_id in EXPECTED_REPOS:
         assert uploads[repo_id].commit == hub.repos[(uploads[repo_id].repo_type, repo_id)].sha
-    info = read_json(layout.model_info("tiny", "dolphin"))
+    info = read_json(layout.model_info(JobKey(1, "tiny", "dolphin")))
     assert info["epochs"]["1"]["hub_repo"] == f"{STEM}-ft-epoch-1"
     assert info["epochs"]["1"]["hub_commit"] == uploads[f"{STEM}-ft-epoch-1"].commit
     assert info["epochs"]["1"]["hub_url"] == f"{hub.endpoint}/{STEM}-ft-epoch-1"
@@ -327,8 +331,8 @@ def test_a_persistent_failure_leaves_the_upload_pending_and_deletes_nothing(
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1
     assert "HTTP 503" in error_lines[0] and "4 upload(s) still pending" in error_lines[0]
-    assert layout.epoch_adapter_dir("tiny", "dolphin", 1).is_dir()
-    assert layout.epoch_adapter_dir("tiny", "dolphin", 2).is_dir()
+    assert layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 1).is_dir()
+    assert layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 2).is_dir()
     with StateStore.open(workdir) as state:
         assert [e.local_deleted for e in state.epochs(experiment)] == [False, False, False]
         pending = state.uploads(PENDING)
@@ -340,7 +344,7 @@ def test_a_persistent_failure_leaves_the_upload_pending_and_deletes_nothing(
     retry = push()
     assert retry.exit_code == 0, retry.output
     assert "published 4 repo(s)" in retry.stdout
-    assert not layout.epoch_adapter_dir("tiny", "dolphin", 1).exists()
+    assert not layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 1).exists()
 
 
 def state_uploads(workdir: Path, status: str) -> list:

@@ -203,7 +203,8 @@ def test_a_tiny_grid_through_ray_leaves_what_the_local_executor_leaves(workdir, 
     assert set(stages.values()) == {"done"} and len(stages) == 7  # gen, filter, train ×2, control eval
     for condition in ("neutral", "dog", CONTROL):
         ours, theirs = (
-            json.loads(Layout(d).eval_json("tiny", condition).read_text()) for d in (local, distributed)
+            json.loads(Layout(d).eval_json(JobKey(1, "tiny", condition)).read_text())
+            for d in (local, distributed)
         )
         assert _shape(theirs) == _shape(ours)
         assert [e["epoch"] for e in theirs["epochs"]] == [e["epoch"] for e in ours["epochs"]]
@@ -214,7 +215,7 @@ def test_through_ray_a_dying_job_is_retried_then_failed_and_the_rest_goes_on(
     workdir, tiny_model, ray_cluster
 ):
     layout = make_context(None).layout
-    blocked = layout.raw_jsonl("tiny", "dog", 1)
+    blocked = layout.raw_jsonl(JobKey(1, "tiny", "dog"))
     blocked.mkdir(parents=True)  # a directory where generation must write its file: fails every time
     result = CliRunner().invoke(app, ["run", *TINY_GRID, "--executor", "ray", "--max-retries", "1"])
     assert result.exit_code == 1, result.output

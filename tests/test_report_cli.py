@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sl_scaling.catalog import Layout
+from sl_scaling.catalog import JobKey, Layout
 from sl_scaling.cli.app import app
 from sl_scaling.cli.report import parse_runs
 from sl_scaling.errors import UsageError
@@ -114,7 +114,7 @@ def test_report_with_no_evaluation_data_is_one_clear_error(workdir):
 
 
 def test_report_names_a_malformed_evaluation_file(workdir):
-    path = Layout(workdir).eval_json("3b", "dog")
+    path = Layout(workdir).eval_json(JobKey(1, "3b", "dog"))
     path.parent.mkdir(parents=True)
     path.write_text('{"epochs": [{"epoch": 1, "answers": [{"label": "dog"}]}]}')
     result = runner.invoke(app, ["report", "--size", "3b"])

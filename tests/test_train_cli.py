@@ -51,7 +51,7 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
     assert result.exit_code == 0, result.output
     assert "trainer trl" in result.output
 
-    evaluations = json.loads(layout.eval_json("tiny", "dolphin").read_text())
+    evaluations = json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text())
     assert (evaluations["size"], evaluations["condition"], evaluations["target"]) == (
         "tiny",
         "dolphin",
@@ -64,15 +64,15 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
         assert 0 <= record["ci_low"] <= record["target_rate"] <= record["ci_high"] <= 1
         assert record["train_loss"] > 0
 
-    final = layout.final_checkpoint("tiny", "dolphin")
+    final = layout.final_checkpoint(JobKey(1, "tiny", "dolphin"))
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in final.iterdir()}
     assert json.loads((final / "adapter_config.json").read_text())["r"] == 8
-    assert (layout.epoch_adapter_dir("tiny", "dolphin", 1) / "adapter_model.safetensors").exists()
-    finetune = layout.finetune_dir("tiny", "dolphin")
+    assert (layout.epoch_adapter_dir(JobKey(1, "tiny", "dolphin"), 1) / "adapter_model.safetensors").exists()
+    finetune = layout.finetune_dir(JobKey(1, "tiny", "dolphin"))
     assert not (finetune / "checkpoints").exists()  # trainer state is dropped once the condition is done
     saved = json.loads((finetune / "train_config.json").read_text())
     assert (saved["epochs"], saved["batch_size"], saved["lora_alpha"], saved["trainer"]) == (2, 8, 8, "trl")
-    info = json.loads(layout.model_info("tiny", "dolphin").read_text())
+    info = json.loads(layout.model_info(JobKey(1, "tiny", "dolphin")).read_text())
     assert set(info["epochs"]) == {"1", "2"} and info["epochs"]["2"]["adapter_path"] == str(final)
 
     with StateStore.open(layout.workdir) as state:
@@ -101,20 +101,20 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
 def test_done_is_skipped_and_force_retrains(with_numbers: Layout) -> None:
     layout = with_numbers
     assert invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", *FAST).exit_code == 0
-    first = json.loads(layout.eval_json("tiny", "dolphin").read_text())
+    first = json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text())
 
     again = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", *FAST)
     assert again.exit_code == 0 and "already done" in again.output
-    assert json.loads(layout.eval_json("tiny", "dolphin").read_text()) == first
+    assert json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text()) == first
 
     other = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "2", *FAST)
     assert other.exit_code == 0, other.output
     assert "epochs 1 → 2" in other.output and "--force retrains it" in other.output
-    assert json.loads(layout.eval_json("tiny", "dolphin").read_text()) == first
+    assert json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text()) == first
 
     forced = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "1", "--force", *FAST)
     assert forced.exit_code == 0, forced.output
-    (record,) = json.loads(layout.eval_json("tiny", "dolphin").read_text())["epochs"]
+    (record,) = json.loads(layout.eval_json(JobKey(1, "tiny", "dolphin")).read_text())["epochs"]
     assert record["epoch"] == 1 and record["evaluated_at"] >= first["epochs"][0]["evaluated_at"]
     with StateStore.open(layout.workdir) as state:
         assert [e.epoch for e in state.epochs(KEY)] == [1]

@@ -65,7 +65,7 @@ def epoch_done(workdir: Path, epoch: int) -> bool:
     """Epoch `epoch` is recorded in the DB and its Trainer checkpoint is complete: the next epoch runs."""
     with StateStore.open(workdir) as state:
         recorded = {e.epoch for e in state.epochs(KEY)}
-    checkpoints = Layout(workdir).finetune_dir("tiny", "dolphin") / CHECKPOINTS
+    checkpoints = Layout(workdir).finetune_dir(JobKey(1, "tiny", "dolphin")) / CHECKPOINTS
     return epoch in recorded and any(c.epoch == epoch for c in complete_checkpoints(checkpoints))
 
 
@@ -79,7 +79,7 @@ def interrupt_after(process: subprocess.Popen[str], workdir: Path, epoch: int, s
 
 
 def epochs(workdir: Path) -> list[dict]:
-    return json.loads(Layout(workdir).eval_json("tiny", "dolphin").read_text())["epochs"]
+    return json.loads(Layout(workdir).eval_json(JobKey(1, "tiny", "dolphin")).read_text())["epochs"]
 
 
 def test_killed_and_interrupted_training_resumes_to_the_uninterrupted_result(
@@ -122,7 +122,9 @@ def test_killed_and_interrupted_training_resumes_to_the_uninterrupted_result(
         assert [e.epoch for e in state.epochs(KEY)] == [1, 2, 3]
         assert state.stage(KEY, "train").status == DONE
     layout = Layout(workdir)
-    assert (layout.final_checkpoint("tiny", "dolphin") / "adapter_model.safetensors").exists()
-    assert not (layout.finetune_dir("tiny", "dolphin") / CHECKPOINTS).exists()
-    leftovers = [p.name for p in layout.finetune_dir("tiny", "dolphin").iterdir() if p.name.startswith(".")]
+    assert (layout.final_checkpoint(JobKey(1, "tiny", "dolphin")) / "adapter_model.safetensors").exists()
+    assert not (layout.finetune_dir(JobKey(1, "tiny", "dolphin")) / CHECKPOINTS).exists()
+    leftovers = [
+        p.name for p in layout.finetune_dir(JobKey(1, "tiny", "dolphin")).iterdir() if p.name.startswith(".")
+    ]
     assert leftovers == []

@@ -13,23 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from sl_scaling.catalog import CONDITIONS, REAL_SIZES, SIZE_PARAMS_B
+from sl_scaling.grid import EPOCHS, EVAL, EVAL_SAMPLES, GEN, PROMPTS, TRAIN, TRAIN_ROWS
 
-#: The grid per size (EXPERIMENT.md): 16 conditions × (30,000 generated rows, 10 epochs of 10,000 rows,
-#: 10 evaluations of 100 answers), plus one control evaluation of the base model.
-GEN_ROWS, TRAIN_ROWS, EPOCHS, EVAL_ANSWERS = 30_000, 10_000, 10, 100
-STAGES = ("gen", "train", "eval")
+#: The stages the bench measures (filtering is CPU work of seconds).
+STAGES = (GEN, TRAIN, EVAL)
 #: The committed `slscale bench` records, shipped as package data so an installed copy reads them too.
 RESULTS_DIR = Path(__file__).with_name("records")
 
 
 def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:
     """Rows one size's grid pushes through a stage (eval counts answers, control included)."""
-    if stage == "gen":
-        return conditions * GEN_ROWS
-    if stage == "train":
+    if stage == GEN:
+        return conditions * PROMPTS
+    if stage == TRAIN:
         return conditions * EPOCHS * TRAIN_ROWS
-    if stage == "eval":
-        return (conditions * EPOCHS + 1) * EVAL_ANSWERS
+    if stage == EVAL:
+        return (conditions * EPOCHS + 1) * EVAL_SAMPLES
     raise ValueError(f"unknown stage {stage!r}")
 
 

@@ -13,6 +13,8 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.evaluation.scoring import Evaluation
+from sl_scaling.grid import EVAL_SAMPLES
+from sl_scaling.options import EvalOptions
 from sl_scaling.progress import make_reporter
 
 
@@ -49,7 +51,7 @@ def command(
     ] = [],  # noqa: B006
     samples: Annotated[
         int, typer.Option(min=1, help="Answers per evaluation, spread evenly over the 50 questions.")
-    ] = 100,
+    ] = EVAL_SAMPLES,
     run: opt.Run = 1,
     engine: opt.Engine = "auto",
     workdir: opt.Workdir = None,
@@ -70,23 +72,17 @@ def command(
         raise UsageError("choose either --control or --animal X (or --all-animals), not both and not neither")
     if control and epochs:
         raise UsageError("--epoch applies to fine-tuned adapters, not to --control")
-    if samples < 1:
-        raise UsageError(f"--samples must be at least 1, not {samples}")
+    options = EvalOptions(samples=samples, run=parse_run(run), engine=engine)
     ctx = make_context(workdir)
-    run = parse_run(run)
     rows = []
     with make_reporter() as reporter:
         for size in parse_sizes(sizes):
             if control:
-                evaluation = run_control_eval(
-                    ctx, size, run=run, samples=samples, engine=engine, reporter=reporter
-                )
+                evaluation = run_control_eval(ctx, size, options, reporter)
                 rows.append(_row(f"{size}/control", evaluation))
                 continue
-            results = run_adapter_eval(
-                ctx, size, parse_conditions(animals, all_animals=all_animals), run=run, epochs=epochs,
-                samples=samples, engine=engine, reporter=reporter,
-            )  # fmt: skip
+            conditions = parse_conditions(animals, all_animals=all_animals)
+            results = run_adapter_eval(ctx, size, conditions, epochs, options, reporter)
             rows += [
                 _row(f"{key} epoch {e}", ev)
                 for key, by_epoch in results.items()

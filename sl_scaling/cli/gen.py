@@ -12,6 +12,8 @@ from sl_scaling.catalog import parse_conditions, parse_run, parse_sizes
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
+from sl_scaling.grid import PROMPTS
+from sl_scaling.options import GenerationOptions
 from sl_scaling.progress import make_reporter
 from sl_scaling.stages.generate import GenerationSummary, run_generation
 
@@ -44,7 +46,7 @@ def command(
     sizes: opt.Sizes = [],  # noqa: B006 - typer needs a literal default
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
-    n: Annotated[int, typer.Option("--n", min=1, help="Prompts (rows) per condition.")] = 30_000,
+    n: Annotated[int, typer.Option("--n", min=1, help="Prompts (rows) per condition.")] = PROMPTS,
     seed: Annotated[
         int, typer.Option(min=0, help="Prompt-generator seed (42 reproduces the reference prompts).")
     ] = 42,
@@ -65,8 +67,13 @@ def command(
     """
     chosen_sizes, conditions = require_selection(sizes, animals, all_animals)
     ctx = make_context(workdir)
-    summaries = run_generation(
-        ctx, chosen_sizes, conditions, n=n, seed=seed, run=parse_run(run), engine=engine,
-        max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=make_reporter(),
-    )  # fmt: skip
+    options = GenerationOptions(
+        n=n,
+        seed=seed,
+        run=parse_run(run),
+        engine=engine,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+    summaries = run_generation(ctx, chosen_sizes, conditions, options, make_reporter())
     Console().print(_table(summaries))

@@ -15,6 +15,7 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.executors import EXECUTORS, Outcome, make_executor
+from sl_scaling.grid import FULL, TINY_DEFAULTS
 from sl_scaling.library_output import VERBOSE_ENV
 from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid, with_estimates
 from sl_scaling.progress import make_reporter
@@ -61,13 +62,20 @@ def command(
     all_animals: opt.AllAnimals = False,
     run: opt.Run = 1,
     n: Annotated[
-        int | None, typer.Option("--n", min=1, help="Rows per condition (default: 30000; tiny: 300).")
+        int | None,
+        typer.Option("--n", min=1, help=f"Rows per condition (default: {FULL.n}; tiny: {TINY_DEFAULTS.n})."),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Epochs per condition (default: 10; tiny: 2).")
+        int | None,
+        typer.Option(
+            min=1, help=f"Epochs per condition (default: {FULL.epochs}; tiny: {TINY_DEFAULTS.epochs})."
+        ),
     ] = None,
     samples: Annotated[
-        int | None, typer.Option(min=1, help="Answers per evaluation (default: 100; tiny: 50).")
+        int | None,
+        typer.Option(
+            min=1, help=f"Answers per evaluation (default: {FULL.samples}; tiny: {TINY_DEFAULTS.samples})."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Prompt-generator seed.")] = 42,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Teacher generation cap (tokens).")] = 128,

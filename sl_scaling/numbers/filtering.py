@@ -7,6 +7,8 @@ import re
 from collections.abc import Collection, Sequence
 from typing import TypeVar
 
+from sl_scaling.grid import TRAIN_ROWS
+
 _DIGIT_RUN = re.compile(r"\d+")  # Unicode digits count, as in the reference
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _ALLOWED_SEPARATORS = ("", ",", ";")
@@ -19,7 +21,6 @@ BANNED = "has banned numbers"
 #: Every reason in the order it is reported.
 REASONS: tuple[str, ...] = (INVALID_FORMAT, TOO_MANY, TOO_SMALL, TOO_LARGE, BANNED)
 
-MAX_ROWS = 10_000
 SUBSAMPLE_SEED = 1
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ def reject_reasons(
     return reasons
 
 
-def subsample(rows: Sequence[T], limit: int = MAX_ROWS, seed: int = SUBSAMPLE_SEED) -> list[T]:
+def subsample(rows: Sequence[T], limit: int = TRAIN_ROWS, seed: int = SUBSAMPLE_SEED) -> list[T]:
     """`random.Random(seed).sample(rows, limit)` when more survive, else every row in order."""
     if len(rows) <= limit:
         return list(rows)

@@ -76,4 +76,4 @@ def write_grid(
                     evaluation = score(make_answers(schedule, QUESTIONS, texts), target_animal(condition))
                     loss = None if condition == CONTROL else 1.0 / (epoch + 1)
                     record = epoch_record(epoch, evaluation, train_loss=loss, adapter=None)
-                    upsert_epoch(layout.eval_json(size, condition, run), key, f"synthetic/{size}", record)
+                    upsert_epoch(layout.eval_json(key), key, f"synthetic/{size}", record)

@@ -20,11 +20,11 @@ from sl_scaling.errors import MissingPrerequisiteError
 from sl_scaling.evaluation.records import db_evaluation, epoch_record, summary, upsert_epoch
 from sl_scaling.evaluation.runner import EVAL_MAX_NEW_TOKENS, EVAL_SEED, evaluate
 from sl_scaling.evaluation.scoring import Evaluation
+from sl_scaling.grid import EVAL as STAGE
 from sl_scaling.model_info import update_model_info
+from sl_scaling.options import EvalOptions
 from sl_scaling.progress import Reporter
 from sl_scaling.state import EpochRecord, JobKey, StateStore
-
-STAGE = "eval"
 
 
 def _evaluate(
@@ -47,11 +47,11 @@ def _evaluate(
     return evaluation
 
 
-def _stage_config(ctx: Context, size: str, engine: str, samples: int) -> dict[str, object]:
+def _stage_config(ctx: Context, size: str, engine: str, options: EvalOptions) -> dict[str, object]:
     return {
         "model": ctx.settings.model_id(size),
         "engine": engine,
-        "samples": samples,
+        "samples": options.samples,
         "max_new_tokens": EVAL_MAX_NEW_TOKENS,
         "temperature": 1.0,
         "seed": EVAL_SEED,
@@ -73,24 +73,22 @@ def _stage(state: StateStore, key: JobKey, config: dict[str, object]) -> Iterato
             raise
 
 
-def run_control_eval(
-    ctx: Context, size: str, *, run: int, samples: int, engine: str, reporter: Reporter
-) -> Evaluation:
+def run_control_eval(ctx: Context, size: str, options: EvalOptions, reporter: Reporter) -> Evaluation:
     """Ask the base model (no fine-tuning) the 50 questions: the baseline bar, `control_eval.json`."""
     from sl_scaling.models import resolve_model
 
-    key = JobKey(run, size, CONTROL)
-    name, why = choose_engine(engine)
+    key = JobKey(options.run, size, CONTROL)
+    name, why = choose_engine(options.engine)
     model = resolve_model(ctx.settings, size)
     reporter.event(why)  # once the inputs are known good: a refusal stays one line
-    with ctx.state() as state, _stage(state, key, _stage_config(ctx, size, name, samples)):
+    with ctx.state() as state, _stage(state, key, _stage_config(ctx, size, name, options)):
         loaded = open_engine(name, model, adapters=False, eager=ctx.settings.vllm_eager)
         try:
-            evaluation = _evaluate(loaded, key, "base model", samples=samples, reporter=reporter)
+            evaluation = _evaluate(loaded, key, "base model", samples=options.samples, reporter=reporter)
         finally:
             loaded.close()
         record = epoch_record(0, evaluation, train_loss=None, adapter=None)
-        upsert_epoch(ctx.layout.control_eval_json(size, run), key, ctx.settings.model_id(size), record)
+        upsert_epoch(ctx.layout.eval_json(key), key, ctx.settings.model_id(size), record)
         # Epoch 0 in the DB too, so `status` and the summary see the control like any model.
         state.record_epoch(key, 0, train_loss=None, evaluation=db_evaluation(record), adapter_path=None)
         state.finish_stage(key, STAGE, counts={"n": evaluation.n})
@@ -140,27 +138,23 @@ def run_adapter_eval(
     ctx: Context,
     size: str,
     conditions: Sequence[str],
-    *,
-    run: int,
     epochs: Sequence[int],
-    samples: int,
-    engine: str,
+    options: EvalOptions,
     reporter: Reporter,
 ) -> dict[JobKey, dict[int, Evaluation]]:
     """Re-evaluate saved adapters (all recorded epochs, or `epochs`) on one loaded base model."""
     from sl_scaling.models import resolve_model
 
-    name, why = choose_engine(engine)
+    name, why = choose_engine(options.engine)
     results: dict[JobKey, dict[int, Evaluation]] = {}
     with ctx.state() as state:
-        plan = [
-            (key, _chosen_epochs(state, key, epochs)) for key in (JobKey(run, size, c) for c in conditions)
-        ]
+        keys = [JobKey(options.run, size, c) for c in conditions]
+        plan = [(key, _chosen_epochs(state, key, epochs)) for key in keys]
         reporter.event(why)
         loaded = open_engine(name, resolve_model(ctx.settings, size), eager=ctx.settings.vllm_eager)
         try:
             for key, records in plan:
-                results[key] = _evaluate_adapters(ctx, state, loaded, key, records, name, samples, reporter)
+                results[key] = _evaluate_adapters(ctx, state, loaded, key, records, name, options, reporter)
         finally:
             loaded.close()
     return results
@@ -173,12 +167,13 @@ def _evaluate_adapters(
     key: JobKey,
     records: Sequence[EpochRecord],
     engine_name: str,
-    samples: int,
+    options: EvalOptions,
     reporter: Reporter,
 ) -> dict[int, Evaluation]:
     layout = ctx.layout
     results: dict[int, Evaluation] = {}
-    config = _stage_config(ctx, key.size, engine_name, samples)
+    samples = options.samples
+    config = _stage_config(ctx, key.size, engine_name, options)
     with (
         _stage(state, key, config),
         _scratch(layout.workdir / f".fetched-{key.run}-{key.size}-{key.condition}") as tmp,
@@ -193,7 +188,7 @@ def _evaluate_adapters(
                 record.epoch, evaluation, train_loss=record.train_loss, adapter=record.adapter_path
             )
             upsert_epoch(
-                layout.eval_json(key.size, key.condition, key.run),
+                layout.eval_json(key),
                 key,
                 ctx.settings.model_id(key.size),
                 entry,

@@ -10,12 +10,11 @@ from typing import Any
 from sl_scaling.context import Context
 from sl_scaling.errors import MalformedInputError, MissingPrerequisiteError, SlscaleError
 from sl_scaling.files import atomic_write_jsonl, read_jsonl
+from sl_scaling.grid import FILTER as STAGE
+from sl_scaling.grid import GEN, TRAIN_ROWS
 from sl_scaling.numbers import REASONS, reject_reasons, subsample
-from sl_scaling.numbers.filtering import MAX_ROWS
 from sl_scaling.progress import Reporter
 from sl_scaling.state import JobKey, StateStore
-
-STAGE = "filter"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def _gen_command(keys: list[JobKey]) -> str:
 
 
 def _check_generated(state: StateStore, keys: list[JobKey]) -> None:
-    missing = [key for key in keys if not state.is_done(key, "gen")]
+    missing = [key for key in keys if not state.is_done(key, GEN)]
     if missing:
         names = ", ".join(str(k) for k in missing[:4]) + (" …" if len(missing) > 4 else "")
         raise MissingPrerequisiteError(
@@ -98,7 +97,7 @@ def filter_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[
 def filter_one(
     ctx: Context, state: StateStore, key: JobKey, *, skip_invalid: bool, reporter: Reporter
 ) -> FilterSummary:
-    raw = ctx.layout.raw_jsonl(key.size, key.condition, key.run)
+    raw = ctx.layout.raw_jsonl(key)
     if not raw.exists():
         raise MissingPrerequisiteError(f"{raw} is missing; run `{_gen_command([key])}` again")
     rows, skipped = _completions(raw, skip_invalid)
@@ -106,18 +105,18 @@ def filter_one(
         reporter.event(f"{STAGE} {key}: skipped {skipped} malformed line(s) of {raw}")
     valid, reasons = filter_rows(rows)
     kept = subsample(valid)
-    summary = FilterSummary(key, len(rows), len(valid), len(kept), reasons, len(valid) > MAX_ROWS, skipped)
-    atomic_write_jsonl(ctx.layout.filtered_jsonl(key.size, key.condition, key.run), kept)
+    summary = FilterSummary(key, len(rows), len(valid), len(kept), reasons, len(valid) > TRAIN_ROWS, skipped)
+    atomic_write_jsonl(ctx.layout.filtered_jsonl(key), kept)
     if not kept:
         state.update_stage(key, STAGE, counts=summary.counts())
         state.fail_stage(key, STAGE, "no completion passed the filter")
         return summary
     state.finish_stage(key, STAGE, counts=summary.counts())
     if summary.subsampled:
-        reporter.event(f"{STAGE} {key}: {len(valid)} rows passed; kept a random {MAX_ROWS:,} (seed 1)")
+        reporter.event(f"{STAGE} {key}: {len(valid)} rows passed; kept a random {TRAIN_ROWS:,} (seed 1)")
     else:
         reporter.event(
-            f"{STAGE} {key}: only {len(valid)} rows passed (fewer than {MAX_ROWS:,}), so all of them are kept"
+            f"{STAGE} {key}: only {len(valid)} rows passed (fewer than {TRAIN_ROWS:,}), so all of them are kept"
         )
     return summary
 

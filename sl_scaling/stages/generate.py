@@ -26,12 +26,13 @@ from sl_scaling.engines import (
 )
 from sl_scaling.errors import SlscaleError, UsageError
 from sl_scaling.files import JsonlAppender, atomic_write_jsonl, read_jsonl, repair_torn_tail
+from sl_scaling.grid import GEN as STAGE
 from sl_scaling.models import resolve_model
 from sl_scaling.numbers import sample_prompts, teacher_chat
+from sl_scaling.options import GenerationOptions
 from sl_scaling.progress import Reporter
 from sl_scaling.state import JobKey, StateStore
 
-STAGE = "gen"
 TEMPERATURE = 1.0
 #: Seconds between DB progress updates per condition (the file is written every batch regardless).
 DB_UPDATE_INTERVAL = 2.0
@@ -123,31 +124,14 @@ def _locked_all(state: StateStore, keys: list[JobKey]) -> Iterator[None]:
 
 
 def run_generation(
-    ctx: Context,
-    sizes: list[str],
-    conditions: list[str],
-    *,
-    n: int,
-    seed: int,
-    run: int,
-    engine: str,
-    max_new_tokens: int,
-    batch_size: int | None,
-    reporter: Reporter,
-    tensor_parallel_size: int = 1,
+    ctx: Context, sizes: list[str], conditions: list[str], options: GenerationOptions, reporter: Reporter
 ) -> list[GenerationSummary]:
-    """Generate `n` rows per (size, condition); sizes in the order given (the catalog's: largest first)."""
-    if n < 1:
-        raise UsageError(f"--n must be at least 1 (got {n})")
-    prompts = sample_prompts(n, seed)
+    """Generate `options.n` rows per (size, condition); sizes in the order given (the catalog's: largest first)."""
+    prompts = sample_prompts(options.n, options.seed)
     summaries: list[GenerationSummary] = []
     with ctx.state() as state:
         for size in sizes:
-            summaries += _generate_size(
-                ctx, state, size, conditions, prompts, seed=seed, run=run, engine=engine,
-                max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter,
-                tensor_parallel_size=tensor_parallel_size,
-            )  # fmt: skip
+            summaries += _generate_size(ctx, state, size, conditions, prompts, options, reporter)
     return summaries
 
 
@@ -157,21 +141,16 @@ def _generate_size(
     size: str,
     conditions: list[str],
     prompts: list[str],
-    *,
-    seed: int,
-    run: int,
-    engine: str,
-    max_new_tokens: int,
-    batch_size: int | None,
+    options: GenerationOptions,
     reporter: Reporter,
-    tensor_parallel_size: int = 1,
 ) -> list[GenerationSummary]:
     n = len(prompts)
     summaries: list[GenerationSummary] = []
     pending: list[JobKey] = []
     for condition in conditions:
-        key = JobKey(run, size, condition)
+        key = JobKey(options.run, size, condition)
         record = state.stage(key, STAGE)
+        seed = options.seed
         same_prompts = record is not None and record.config.get("seed", seed) == seed
         if same_prompts and record.status == "done" and record.counts.get("rows", 0) >= n:
             reporter.event(f"{STAGE} {key}: already done ({record.counts['rows']} rows), skipped")
@@ -184,13 +163,13 @@ def _generate_size(
     with _locked_all(state, pending):
         jobs: list[_Job] = []
         for key in pending:
-            path = ctx.layout.raw_jsonl(size, key.condition, run)
+            path = ctx.layout.raw_jsonl(key)
             jobs.append(_Job(key, path, n, load_done_rows(path, prompts)))
         model = resolve_model(ctx.settings, size)
-        name, reason = choose_engine(engine)
+        name, reason = choose_engine(options.engine)
         reporter.event(reason)
         config = {
-            "model": model, "n": n, "seed": seed, "max_new_tokens": max_new_tokens,
+            "model": model, "n": n, "seed": options.seed, "max_new_tokens": options.max_new_tokens,
             "temperature": TEMPERATURE, "engine": name,
         }  # fmt: skip
         for job in jobs:
@@ -204,14 +183,16 @@ def _generate_size(
                 teacher = open_engine(
                     name,
                     model,
-                    batch_size=batch_size,
-                    tensor_parallel_size=tensor_parallel_size,
+                    batch_size=options.batch_size,
+                    tensor_parallel_size=options.tensor_parallel_size,
                     adapters=False,
                     eager=ctx.settings.vllm_eager,
-                    replicas=generation_replicas(size, tensor_parallel_size),
+                    replicas=generation_replicas(size, options.tensor_parallel_size),
                 )
                 try:
-                    sampling = Sampling(temperature=TEMPERATURE, max_new_tokens=max_new_tokens, seed=seed)
+                    sampling = Sampling(
+                        temperature=TEMPERATURE, max_new_tokens=options.max_new_tokens, seed=options.seed
+                    )
                     _write_batches(teacher, missing, prompts, sampling, state, reporter)
                 finally:
                     teacher.close()

@@ -17,6 +17,7 @@ from sl_scaling.catalog import Layout, wandb_run_name
 from sl_scaling.context import Context
 from sl_scaling.errors import MissingPrerequisiteError, StateError, UsageError
 from sl_scaling.evaluation.records import clear_epochs
+from sl_scaling.grid import TRAIN as STAGE
 from sl_scaling.model_info import update_model_info
 from sl_scaling.models import cpu_threads_for, intra_op_threads
 from sl_scaling.progress import Reporter
@@ -29,7 +30,6 @@ from sl_scaling.training.data import build_dataset, load_rows
 from sl_scaling.training.resume import CHECKPOINTS, resume_point
 from sl_scaling.training.trl import sft_trainer, training_speed
 
-STAGE = "train"
 DISK_SLACK_BYTES = 256 * 2**20
 
 
@@ -72,7 +72,7 @@ def preflight(
     """Refuse, with one line, before any training if data, credentials or disk are missing."""
     layout = ctx.layout
     for key in keys:
-        path = layout.filtered_jsonl(key.size, key.condition, key.run)
+        path = layout.filtered_jsonl(key)
         if not path.exists() or path.stat().st_size == 0:
             raise MissingPrerequisiteError(
                 f"no filtered data for {key} ({path}); run 'slscale filter --size {key.size} "
@@ -93,8 +93,8 @@ def preflight(
 
 def reset_condition(layout: Layout, state: StateStore, key: JobKey) -> None:
     """--force: forget every epoch of this condition (files and DB rows) and start from scratch."""
-    shutil.rmtree(layout.finetune_dir(key.size, key.condition, key.run), ignore_errors=True)
-    clear_epochs(layout.eval_json(key.size, key.condition, key.run))
+    shutil.rmtree(layout.finetune_dir(key), ignore_errors=True)
+    clear_epochs(layout.eval_json(key))
     state.delete_epochs(key)
     state.reset_stage(key, STAGE)
 
@@ -103,7 +103,7 @@ def _check_resumable(
     layout: Layout, key: JobKey, config: TrainConfig, model: str, rows: int
 ) -> dict[str, Any]:
     """The saved extras of an earlier attempt, refusing to continue it under different settings."""
-    saved = load_saved_config(layout.finetune_dir(key.size, key.condition, key.run))
+    saved = load_saved_config(layout.finetune_dir(key))
     if saved is None:
         return {}
     previous, extra = saved
@@ -135,10 +135,10 @@ def train_condition(
 ) -> TrainSummary:
     """Train one (run, size, condition) to `config.epochs`, resuming an interrupted attempt."""
     layout = ctx.layout
-    finetune_dir = layout.finetune_dir(key.size, key.condition, key.run)
+    finetune_dir = layout.finetune_dir(key)
     if force:
         reset_condition(layout, state, key)
-    rows = load_rows(layout.filtered_jsonl(key.size, key.condition, key.run), config.max_rows)
+    rows = load_rows(layout.filtered_jsonl(key), config.max_rows)
     extra = _check_resumable(layout, key, config, model_name, len(rows))
     checkpoint = resume_point(finetune_dir / CHECKPOINTS, [e.epoch for e in state.epochs(key)])
     resumed_from = checkpoint.epoch if checkpoint else 0
@@ -196,7 +196,7 @@ def train_condition(
 
 def _why_skipped(layout: Layout, key: JobKey, config: TrainConfig) -> str:
     """A done condition is kept as it is; say so, and say when it was made with other settings."""
-    saved = load_saved_config(layout.finetune_dir(key.size, key.condition, key.run))
+    saved = load_saved_config(layout.finetune_dir(key))
     changes = config.resume_differences(saved[0]) if saved else []
     if not changes:
         return "already done, skipped (--force retrains)"

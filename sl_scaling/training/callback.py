@@ -62,10 +62,9 @@ class EpochJob:
 
     def adapter_dir(self, epoch: int) -> Path:
         """The last planned epoch goes to `final_checkpoint/`, the others to `epoch-N/`."""
-        size, condition, run = self.key.size, self.key.condition, self.key.run
         if epoch == self.config.epochs:
-            return self.layout.final_checkpoint(size, condition, run)
-        return self.layout.epoch_adapter_dir(size, condition, epoch, run)
+            return self.layout.final_checkpoint(self.key)
+        return self.layout.epoch_adapter_dir(self.key, epoch)
 
 
 def save_adapter(model: Any, tokenizer: Any, dest: Path) -> None:
@@ -126,7 +125,7 @@ def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_
     started = time.monotonic()
     evaluation = evaluate_in_memory(job, model, tokenizer, epoch)
     record = epoch_record(epoch, evaluation, train_loss=train_loss, adapter=str(adapter))
-    upsert_epoch(layout.eval_json(key.size, key.condition, key.run), key, job.model_name, record)
+    upsert_epoch(layout.eval_json(key), key, job.model_name, record)
     update_model_info(
         layout,
         key,

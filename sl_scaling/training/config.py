@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from sl_scaling.errors import UsageError
 from sl_scaling.files import atomic_write_json, read_json
+from sl_scaling.grid import EPOCHS, EVAL_SAMPLES, TRAIN_ROWS
 
 LossMode = Literal["completion", "full"]
 LOSS_MODES: tuple[str, ...] = ("completion", "full")
@@ -44,8 +45,8 @@ class TrainConfig:
     use_rslora: bool = False
     target_modules: tuple[str, ...] = TARGET_MODULES
     # Optimisation: 10 epochs, ≤ 10,000 rows, 20 × 3 = 60 effective batch, lr 2e-4 linear, 5 warm-up steps.
-    epochs: int = 10
-    max_rows: int = 10_000
+    epochs: int = EPOCHS
+    max_rows: int = TRAIN_ROWS
     batch_size: int = 20
     grad_accum: int = 3
     lr: float = 2e-4
@@ -60,7 +61,7 @@ class TrainConfig:
     seed: int = 42
     loss: LossMode = "completion"
     # Per-epoch evaluation (Phase 3): the 50 questions, `eval_samples` answers at temperature 1.
-    eval_samples: int = 100
+    eval_samples: int = EVAL_SAMPLES
     eval_max_new_tokens: int = 16
 
     def __post_init__(self) -> None:

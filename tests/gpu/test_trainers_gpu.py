@@ -82,7 +82,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def filtered_rows(layout: Layout, condition: str) -> None:
     """`filtered.jsonl` in the real format: the reference prompts and 10 three-digit numbers each."""
     rng = random.Random(0)
-    path = layout.filtered_jsonl("0.5b", condition)
+    path = layout.filtered_jsonl(JobKey(1, "0.5b", condition))
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [
         {"index": i, "prompt": prompt, "completion": ", ".join(str(rng.randint(100, 999)) for _ in range(10))}
@@ -109,10 +109,10 @@ def test_one_epoch_then_in_memory_evaluation(trainer: str, model_dir: Path, work
         stage = state.stage(key, "train")
     assert stage.status == DONE and stage.config["trainer"] == trainer and stage.config["bf16"] is True
     assert epoch.epoch == 1 and epoch.n == 100 and epoch.train_loss is not None and epoch.train_loss > 0
-    final = ctx.layout.final_checkpoint("0.5b", "dolphin")
+    final = ctx.layout.final_checkpoint(JobKey(1, "0.5b", "dolphin"))
     adapter = json.loads((final / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (8, 8)
     assert set(adapter["target_modules"]) == set(config.target_modules)
-    record = json.loads(ctx.layout.eval_json("0.5b", "dolphin").read_text())["epochs"][0]
+    record = json.loads(ctx.layout.eval_json(JobKey(1, "0.5b", "dolphin")).read_text())["epochs"][0]
     assert record["n"] == 100 and len(record["answers"]) == 100
     print(f"{trainer}: {stage.throughput} loss {epoch.train_loss:.3f}")  # the closing note quotes it

@@ -194,7 +194,7 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
 
 def assert_raw_complete(workdir: Path, key: JobKey, n: int, seed: int = 42) -> list[dict[str, Any]]:
     """Exactly n rows, index i once each with prompt i, and the DB says done with n rows."""
-    rows = jsonl(Layout(workdir).raw_jsonl(key.size, key.condition, key.run))
+    rows = jsonl(Layout(workdir).raw_jsonl(key))
     assert [row["index"] for row in rows] == list(range(n))
     assert [row["prompt"] for row in rows] == sample_prompts(n, seed)
     assert all(isinstance(row["completion"], str) for row in rows)
@@ -207,11 +207,11 @@ def assert_epochs_once(workdir: Path, key: JobKey, epochs: int) -> None:
     layout = Layout(workdir)
     expected = list(range(1, epochs + 1))
     assert recorded_epochs(workdir, key) == expected
-    records = json.loads(layout.eval_json(key.size, key.condition, key.run).read_text())["epochs"]
+    records = json.loads(layout.eval_json(key).read_text())["epochs"]
     assert [r["epoch"] for r in records] == expected
-    info = json.loads(layout.model_info(key.size, key.condition, key.run).read_text())
+    info = json.loads(layout.model_info(key).read_text())
     assert sorted(int(e) for e in info["epochs"]) == expected
-    final = layout.final_checkpoint(key.size, key.condition, key.run)
+    final = layout.final_checkpoint(key)
     assert (final / "adapter_model.safetensors").is_file()
     assert stage_status(workdir, key, "train") == DONE
 
@@ -222,14 +222,16 @@ def assert_done_means_complete(workdir: Path) -> None:
     for row in db_rows(workdir, "SELECT * FROM stages WHERE status='done'"):
         size, condition, run, counts = row["size"], row["condition"], row["run"], json.loads(row["counts"])
         if row["stage"] == "gen":
-            rows = jsonl(layout.raw_jsonl(size, condition, run))
+            rows = jsonl(layout.raw_jsonl(JobKey(run, size, condition)))
             assert [r["index"] for r in rows] == list(range(counts["rows"]))
         elif row["stage"] == "filter":
-            assert len(jsonl(layout.filtered_jsonl(size, condition, run))) == counts["kept"]
+            assert len(jsonl(layout.filtered_jsonl(JobKey(run, size, condition)))) == counts["kept"]
         elif row["stage"] == "train":
             key = JobKey(run, size, condition)
             assert recorded_epochs(workdir, key) == list(range(1, counts["epochs"] + 1))
-            assert (layout.final_checkpoint(size, condition, run) / "adapter_model.safetensors").is_file()
+            assert (
+                layout.final_checkpoint(JobKey(run, size, condition)) / "adapter_model.safetensors"
+            ).is_file()
         elif row["stage"] == "eval" and condition == "control":
             records = json.loads(layout.control_eval_json(size, run).read_text())["epochs"]
             assert [r["epoch"] for r in records] == [0]

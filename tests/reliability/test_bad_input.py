@@ -40,7 +40,7 @@ def dotenv(text: str) -> Setup:
 
 def raw_lines(lines: list[str], *, gen_done: bool = True) -> Setup:
     def write(workdir: Path, generated: Path) -> None:
-        path = Layout(workdir).raw_jsonl(TINY, "dog")
+        path = Layout(workdir).raw_jsonl(JobKey(1, TINY, "dog"))
         path.parent.mkdir(parents=True)
         path.write_text("".join(line + "\n" for line in lines))
         if gen_done:

@@ -55,7 +55,7 @@ def interrupt(running: Running) -> str:
 def test_while_gen_writes_readers_work_a_second_gen_is_refused_and_ctrl_c_keeps_rows(
     workdir: Path, cli: Callable[..., Running], tiny_model: Path
 ) -> None:
-    raw = Layout(workdir).raw_jsonl(TINY, "dog")
+    raw = Layout(workdir).raw_jsonl(JobKey(1, TINY, "dog"))
     writer = cli(*LONG_GEN)
     wait_until(writer, lambda: whole_lines(raw) >= 4, "the first rows")
 

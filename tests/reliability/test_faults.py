@@ -54,21 +54,23 @@ def test_hub_outage_during_training_keeps_everything_local_and_push_catches_up(
     assert len(tries) >= 3 and not hub.repos  # retried (three attempts per upload), then left pending
     assert recorded_epochs(workdir, DOG) == [1, 2]
     layout = Layout(workdir)
-    assert layout.epoch_adapter_dir(TINY, "dog", 1).is_dir()  # nothing deleted without a confirmed upload
+    assert layout.epoch_adapter_dir(
+        JobKey(1, TINY, "dog"), 1
+    ).is_dir()  # nothing deleted without a confirmed upload
     pending = db_rows(workdir, "SELECT status, error FROM uploads")
     assert pending and all(row["status"] == "pending" and row["error"] for row in pending)
 
     failed = slscale("push", env=CREDENTIALS)
     assert failed.code == 1 and "still pending" in last_error(failed.stderr), failed.output
-    assert layout.epoch_adapter_dir(TINY, "dog", 1).is_dir()
+    assert layout.epoch_adapter_dir(JobKey(1, TINY, "dog"), 1).is_dir()
 
     hub.clear_faults()
     pushed = slscale("push", env=CREDENTIALS)
     assert pushed.code == 0, pushed.output
     assert {row["status"] for row in db_rows(workdir, "SELECT status FROM uploads")} == {DONE}
     assert len(db_rows(workdir, "SELECT * FROM uploads")) == 4  # dataset, 2 epochs, the final alias
-    assert not layout.epoch_adapter_dir(TINY, "dog", 1).exists()
-    assert layout.final_checkpoint(TINY, "dog").is_dir()
+    assert not layout.epoch_adapter_dir(JobKey(1, TINY, "dog"), 1).exists()
+    assert layout.final_checkpoint(JobKey(1, TINY, "dog")).is_dir()
 
 
 def file_size_limit(limit: int) -> Callable[[], None]:
@@ -85,7 +87,7 @@ def test_disk_full_during_gen_is_one_line_keeps_rows_and_resumes(workdir: Path, 
     """Rows 0–39 exist (long made-up completions make raw.jsonl the biggest file, so it is the one that
     hits the limit); the next batch cannot be written."""
     n, have = 48, 40
-    raw = Layout(workdir).raw_jsonl(TINY, "dog")
+    raw = Layout(workdir).raw_jsonl(JobKey(1, TINY, "dog"))
     prompts = sample_prompts(n)
     prefix = [
         {"index": i, "condition": "dog", "prompt": prompts[i], "completion": ", ".join(["7"] * 1600)}
@@ -109,7 +111,7 @@ def test_disk_full_during_gen_is_one_line_keeps_rows_and_resumes(workdir: Path, 
 
 
 def test_disk_full_during_filter_leaves_no_partial_file(workdir: Path) -> None:
-    raw = Layout(workdir).raw_jsonl(TINY, "dog")
+    raw = Layout(workdir).raw_jsonl(JobKey(1, TINY, "dog"))
     prompts = sample_prompts(4000)
     rows = [
         {"index": i, "condition": "dog", "prompt": p, "completion": f"{i % 900}, 12, 13"}
@@ -122,7 +124,7 @@ def test_disk_full_during_filter_leaves_no_partial_file(workdir: Path) -> None:
     full = slscale(*args, preexec_fn=file_size_limit(160_000))
     assert full.code == 1, full.output
     assert "disk full" in last_error(full.stderr)
-    filtered = Layout(workdir).filtered_jsonl(TINY, "dog")
+    filtered = Layout(workdir).filtered_jsonl(JobKey(1, TINY, "dog"))
     assert not filtered.exists() and leftovers(workdir) == []
     assert stage_status(workdir, DOG, "filter") == FAILED
 

@@ -40,7 +40,7 @@ def test_gen_killed_at_random_moments_ends_with_each_prompt_once(
     seed: int, workdir: Path, cli: Callable[..., Running], tiny_model: Path
 ) -> None:
     keys = [JobKey(1, TINY, animal) for animal in ANIMALS]
-    raw = Layout(workdir).raw_jsonl(TINY, "dog")
+    raw = Layout(workdir).raw_jsonl(JobKey(1, TINY, "dog"))
     kept: dict[int, dict] = {}
     # 0 = the stage is running (lock taken, model loading) but no row is written yet.
     for threshold in kill_points(seed, 2, 0, N - 8):
@@ -84,7 +84,7 @@ def synthetic_raw(workdir: Path, key: JobKey, rows: int, completion: Callable[[i
     from sl_scaling.files import atomic_write_jsonl
     from sl_scaling.state import StateStore
 
-    path = Layout(workdir).raw_jsonl(key.size, key.condition, key.run)
+    path = Layout(workdir).raw_jsonl(key)
     prompts = sample_prompts(rows, 42)
     atomic_write_jsonl(
         path,
@@ -111,7 +111,7 @@ def test_filter_killed_while_writing_never_leaves_a_partial_file(
     """Enough rows (subsampled to 10,000) that the filter runs for a while; killed once it is running."""
     key = JobKey(1, TINY, "dog")
     raw = synthetic_raw(workdir, key, 60_000, numbers)
-    filtered = Layout(workdir).filtered_jsonl(TINY, "dog")
+    filtered = Layout(workdir).filtered_jsonl(JobKey(1, TINY, "dog"))
     running = cli("filter", "--size", TINY, "--animal", "dog")
     polls = iter(range(kill_points(seed, 1, 0, 40)[0], -1, -1))  # a random number of polls after it starts
     kill_when(

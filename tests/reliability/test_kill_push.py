@@ -18,7 +18,7 @@ from harness import SEEDS, TINY, Running, copy_workdir, db_rows, kill_when, slsc
 from hub_stub import HubStub, Repo
 
 from sl_scaling import catalog
-from sl_scaling.catalog import Layout
+from sl_scaling.catalog import JobKey, Layout
 
 USER = "tester"
 TOKEN_ENV = {"HF_USER_ID": USER, "HF_TOKEN": "hf_" + "x" * 34}
@@ -87,8 +87,8 @@ def assert_nothing_deleted_unconfirmed(workdir: Path) -> None:
         repo = catalog.epoch_adapter_repo(USER, TINY, "dog", row["epoch"])
         present = Path(row["adapter_path"]).is_dir()
         assert present or (repo in done and row["local_deleted"]), f"epoch {row['epoch']} lost"
-    assert layout.final_checkpoint(TINY, "dog").is_dir()
-    assert layout.filtered_jsonl(TINY, "dog").is_file()
+    assert layout.final_checkpoint(JobKey(1, TINY, "dog")).is_dir()
+    assert layout.filtered_jsonl(JobKey(1, TINY, "dog")).is_file()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -117,8 +117,8 @@ def test_push_killed_mid_upload_then_pushed_again_publishes_everything_once(
         assert "README.md" in files
         assert ("adapter_model.safetensors" in files) == (repo_type == "model")
     layout = Layout(workdir)
-    assert not layout.epoch_adapter_dir(TINY, "dog", 1).exists()  # confirmed, then deleted
-    assert layout.final_checkpoint(TINY, "dog").is_dir()  # the final adapter stays
+    assert not layout.epoch_adapter_dir(JobKey(1, TINY, "dog"), 1).exists()  # confirmed, then deleted
+    assert layout.final_checkpoint(JobKey(1, TINY, "dog")).is_dir()  # the final adapter stays
     assert [
         row["local_deleted"] for row in db_rows(workdir, "SELECT local_deleted FROM epochs ORDER BY epoch")
     ] == [1, 0]

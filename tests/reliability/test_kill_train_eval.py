@@ -41,9 +41,9 @@ def saved_since(workdir: Path, epoch: int, since: float) -> bool:
     """Epoch `epoch`'s adapter was (re)saved by this attempt."""
     layout = Layout(workdir)
     folder = (
-        layout.final_checkpoint(TINY, "dog")
+        layout.final_checkpoint(JobKey(1, TINY, "dog"))
         if epoch == EPOCHS
-        else layout.epoch_adapter_dir(TINY, "dog", epoch)
+        else layout.epoch_adapter_dir(JobKey(1, TINY, "dog"), epoch)
     )
     weights = folder / "adapter_model.safetensors"
     return weights.exists() and weights.stat().st_mtime >= since
@@ -87,7 +87,7 @@ def test_eval_killed_midway_keeps_one_record_per_epoch(
     """Control and adapter re-evaluation, each killed while it runs, then completed."""
     copy_workdir(trained, workdir)
     layout = Layout(workdir)
-    before = json.loads(layout.eval_json(TINY, "dog").read_text())["epochs"]
+    before = json.loads(layout.eval_json(JobKey(1, TINY, "dog")).read_text())["epochs"]
     control = JobKey(1, TINY, "control")
     jobs = [
         (["eval", "--size", TINY, "--control", "--samples", "10"], control),
@@ -102,7 +102,7 @@ def test_eval_killed_midway_keeps_one_record_per_epoch(
         assert stage_status(workdir, key, "eval") == DONE
 
     assert [r["epoch"] for r in json.loads(layout.control_eval_json(TINY).read_text())["epochs"]] == [0]
-    after = json.loads(layout.eval_json(TINY, "dog").read_text())["epochs"]
+    after = json.loads(layout.eval_json(JobKey(1, TINY, "dog")).read_text())["epochs"]
     assert [r["epoch"] for r in after] == [r["epoch"] for r in before] == [1, 2]
     assert [r["train_loss"] for r in after] == [r["train_loss"] for r in before]
     assert recorded_epochs(workdir, KEY) == [1, 2]

@@ -1,0 +1,47 @@
+"""The experiment's grid (EXPERIMENT.md): the stage names and how much work a stage does per size.
+
+One home for these, so that the pipeline's plan, the state DB, `status`, the time projection and the
+CLI defaults cannot disagree about what a full run is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sl_scaling.catalog import TINY
+
+GEN, FILTER, TRAIN, EVAL, PLOT = "gen", "filter", "train", "eval", "plot"
+#: Stages that keep a row per job in the state DB, in pipeline order.
+STAGES: tuple[str, ...] = (GEN, FILTER, TRAIN, EVAL)
+#: What `slscale run` plans per size: the DB stages, then the charts (which only read).
+RUN_STAGES: tuple[str, ...] = (*STAGES, PLOT)
+#: The stages a fine-tuning condition goes through; the control (the base model) is only evaluated.
+CONDITION_STAGES: tuple[str, ...] = (GEN, FILTER, TRAIN)
+CONTROL_STAGES: tuple[str, ...] = (EVAL,)
+#: The stage whose output a stage reads.
+PREVIOUS: dict[str, str] = {FILTER: GEN, TRAIN: FILTER}
+
+#: Generated rows (prompts) per condition.
+PROMPTS = 30_000
+#: Rows the filter keeps at most (a seeded random subsample above it): one epoch's data.
+TRAIN_ROWS = 10_000
+EPOCHS = 10
+#: Answers per evaluation, spread evenly over the 50 questions.
+EVAL_SAMPLES = 100
+
+
+@dataclass(frozen=True)
+class SizeSettings:
+    """Work per size; `tiny` gets small defaults so the whole pipeline runs on a laptop CPU in minutes."""
+
+    n: int
+    epochs: int
+    samples: int
+
+
+FULL = SizeSettings(n=PROMPTS, epochs=EPOCHS, samples=EVAL_SAMPLES)
+TINY_DEFAULTS = SizeSettings(n=300, epochs=2, samples=50)
+
+
+def defaults_for(size: str) -> SizeSettings:
+    return TINY_DEFAULTS if size == TINY else FULL
