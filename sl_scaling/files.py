@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sl_scaling.errors import MalformedInputError, SlscaleError
+from sl_scaling.processes import alive
 
 
 class DiskFullError(SlscaleError):
@@ -68,12 +69,10 @@ def _temp_prefix(path: Path) -> str:
 
 def _remove_dead_temps(path: Path) -> None:
     """Delete temp files of `path` left by a killed writer on this host (a live writer's are kept)."""
-    from sl_scaling.state import _alive
-
     host = socket.gethostname()
     for temp in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.tmp"):
         pid = temp.name[len(f".{path.name}.{host}-") :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(host, int(pid)):
+        if pid.isdigit() and not alive(host, int(pid)):
             temp.unlink(missing_ok=True)
 
 

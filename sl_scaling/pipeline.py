@@ -145,7 +145,7 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
 
 
 def _stage_seconds(size: str, stage: str, rows: int) -> float | None:
-    from sl_scaling.bench.projection import estimate_stage_seconds
+    from sl_scaling.estimates import estimate_stage_seconds
 
     return estimate_stage_seconds(size, stage, rows=rows)
 

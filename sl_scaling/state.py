@@ -21,6 +21,7 @@ from typing import Any
 from sl_scaling.catalog import JobKey
 from sl_scaling.errors import SlscaleError, StateError
 from sl_scaling.files import disk_full_error
+from sl_scaling.processes import alive
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -543,7 +544,7 @@ class StateStore:
             if (
                 row is not None
                 and (row["host"], row["pid"]) != (host, pid)
-                and _alive(row["host"], row["pid"])
+                and alive(row["host"], row["pid"])
             ):
                 raise LockedError(
                     f"{stage} {key} is already running (pid {row['pid']} on {row['host']} since "
@@ -583,16 +584,3 @@ def _write_error(path: Path, exc: sqlite3.Error) -> SlscaleError:
         f"cannot write the state database {path} ({exc}: is the disk full or failing?); fix it and run "
         "the same command again (finished work is kept)"
     )
-
-
-def _alive(host: str, pid: int) -> bool:
-    """Whether the lock holder still runs. A holder on another host is assumed alive."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -14,8 +14,8 @@ from typing import Any
 
 from sl_scaling.catalog import CONDITIONS, CONTROL, SIZES
 from sl_scaling.grid import CONDITION_STAGES, CONTROL_STAGES, FILTER, GEN, STAGES, TRAIN
+from sl_scaling.processes import alive
 from sl_scaling.state import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, StateStore
-from sl_scaling.state import _alive as lock_holder_alive
 
 #: A running stage whose process is gone: shown apart from a clean `interrupted` so it stands out.
 STALE = "stale"
@@ -88,7 +88,7 @@ def _current(
     statuses: dict[str, str] = {}
     for stage, record in stages.items():
         status = record["status"]
-        if status == RUNNING and stage in locks and not lock_holder_alive(**locks[stage]):
+        if status == RUNNING and stage in locks and not alive(**locks[stage]):
             status = STALE
         statuses[stage] = status
     ordered = [stage for stage in STAGES if stage in statuses]

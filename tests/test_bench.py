@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sl_scaling import estimates
 from sl_scaling.bench import data, measure, projection, shapes
 from sl_scaling.catalog import CONDITIONS
 from sl_scaling.numbers import reject_reasons
@@ -80,14 +81,13 @@ def test_projection_hours_from_rates() -> None:
 
 def test_interpolation_is_log_linear_and_never_faster_for_bigger_models() -> None:
     points = {"0.5b": 200.0, "7b": 50.0}
-    mid = projection.interpolate(points, "3b")
+    mid = estimates.interpolate(points, "3b")
     assert 50 < mid < 200
-    assert projection.interpolate(points, "32b") < 50
-    assert projection.interpolate({"7b": 50.0}, "14b") == pytest.approx(50 * 7.62 / 14.77)
+    assert estimates.interpolate(points, "32b") < 50
+    assert estimates.interpolate({"7b": 50.0}, "14b") == pytest.approx(50 * 7.62 / 14.77)
     # a variant or an error never stands in for the default path
     assert (
-        projection.measured_rates([_result("7b", "gen", 9.0, variant="batch256"), {"error": "x"}])["gen"]
-        == {}
+        estimates.measured_rates([_result("7b", "gen", 9.0, variant="batch256"), {"error": "x"}])["gen"] == {}
     )
 
 
@@ -97,10 +97,10 @@ def test_generation_is_projected_from_vllm_where_it_was_measured() -> None:
     other = _result("0.5b", "gen", 900.0, engine="vllm", variant="no-row-seeds", default=False)
     vllm_eval = _result("0.5b", "eval", 500.0, engine="vllm", default=True)
     for order in ([hf, vllm, other, vllm_eval], [vllm_eval, other, vllm, hf]):
-        rates = projection.measured_rates(order)
+        rates = estimates.measured_rates(order)
         assert rates["gen"] == {"0.5b": 700.0}  # what `gen` runs on a GPU with vLLM
         assert rates["eval"] == {}  # per-epoch evaluation stays on the HF engine inside training
-    assert projection.measured_rates([hf])["gen"] == {"0.5b": 200.0}
+    assert estimates.measured_rates([hf])["gen"] == {"0.5b": 200.0}
 
 
 def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> None:
@@ -112,21 +112,21 @@ def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> 
         ],
     }
     (tmp_path / "gpu.json").write_text(json.dumps(record))
-    assert projection.estimate_stage_seconds("7b", "train", results_dir=tmp_path) == pytest.approx(
+    assert estimates.estimate_stage_seconds("7b", "train", results_dir=tmp_path) == pytest.approx(
         100_000 / 60
     )
-    assert projection.estimate_stage_seconds("7b", "gen", results_dir=tmp_path) is None
-    assert projection.fastest_trainer(record)[0] == "trl"
+    assert estimates.estimate_stage_seconds("7b", "gen", results_dir=tmp_path) is None
+    assert estimates.fastest_trainer(record)[0] == "trl"
     record["results"][1]["tokens_per_s"] = 12_000.0
-    assert projection.fastest_trainer(record)[0] == "unsloth"
-    assert projection.estimate_stage_seconds("7b", "train", results_dir=tmp_path / "none") is None
+    assert estimates.fastest_trainer(record)[0] == "unsloth"
+    assert estimates.estimate_stage_seconds("7b", "train", results_dir=tmp_path / "none") is None
 
 
 def test_committed_h200_record_has_the_issue_format() -> None:
-    record = json.loads((projection.RESULTS_DIR / "h200.json").read_text())
+    record = json.loads((estimates.RESULTS_DIR / "h200.json").read_text())
     assert {"device", "date", "commit", "results", "projection"} <= set(record)
     assert record["projection"]["grid_h200_hours"] > 0
-    train_7b = next(r for r in record["results"] if projection._is_ours(r, "train") and r["size"] == "7b")
+    train_7b = next(r for r in record["results"] if estimates.is_ours(r, "train") and r["size"] == "7b")
     assert {"rows_per_s", "tokens_per_s", "mfu", "peak_gib", "baseline", "ratio_vs_unsloth"} <= set(train_7b)
 
 

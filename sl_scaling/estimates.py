@@ -1,0 +1,125 @@
+"""Time estimates from the shipped `slscale bench` records: rows/s per stage and size, interpolated.
+
+Pure (no torch, no bench code): the product reads it for `run --dry-run` and `--trainer auto`; the
+bench writes the records (`benchmarks/results/*.json`) and projects the whole grid with it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.catalog import CONDITIONS, SIZE_PARAMS_B
+from sl_scaling.grid import EPOCHS, EVAL, EVAL_SAMPLES, GEN, PROMPTS, TRAIN, TRAIN_ROWS
+
+#: The stages the bench measures (filtering is CPU work of seconds).
+STAGES = (GEN, TRAIN, EVAL)
+#: The committed `slscale bench` records, shipped as package data so an installed copy reads them too.
+RESULTS_DIR = Path(__file__).with_name("bench") / "records"
+
+
+def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:
+    """Rows one size's grid pushes through a stage (eval counts answers, control included)."""
+    if stage == GEN:
+        return conditions * PROMPTS
+    if stage == TRAIN:
+        return conditions * EPOCHS * TRAIN_ROWS
+    if stage == EVAL:
+        return (conditions * EPOCHS + 1) * EVAL_SAMPLES
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def is_ours(result: dict[str, Any], stage: str) -> bool:
+    """Our default path for `stage`: `gen` runs vLLM on a GPU where it is installed (else the HF
+    engine); the per-epoch `eval` of 100 answers runs in memory on the HF engine inside training."""
+    if "error" in result or result.get("phase") != stage:
+        return False
+    if stage == TRAIN:
+        return result.get("engine") == "trl-fast" and result.get("default", True)
+    if result.get("engine") == "vllm":
+        return stage == GEN and bool(result.get("default"))
+    return result.get("engine") == "hf" and result.get("variant", "default") == "default"
+
+
+def measured_rates(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """rows/s of our default path, per stage and measured size (vLLM's over the HF engine's for gen)."""
+    rates: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
+    from_vllm: set[tuple[str, str]] = set()
+    for result in results:
+        for stage in STAGES:
+            size = result.get("size")
+            if not is_ours(result, stage) or size not in SIZE_PARAMS_B:
+                continue
+            vllm = result.get("engine") == "vllm"
+            if vllm or (stage, size) not in from_vllm:
+                rates[stage][size] = float(result["rows_per_s"])
+            if vllm:
+                from_vllm.add((stage, size))
+    return rates
+
+
+def interpolate(points: dict[str, float], size: str) -> float | None:
+    """rows/s at `size` from measured sizes: piecewise linear in log(N)–log(rate), extended beyond the
+    measured range with the end segment's slope (never rising with N); one point alone scales as 1/N."""
+    if not points:
+        return None
+    if size in points:
+        return points[size]
+    xs = sorted((math.log(SIZE_PARAMS_B[s]), math.log(r)) for s, r in points.items())
+    x = math.log(SIZE_PARAMS_B[size])
+    if len(xs) == 1:
+        return math.exp(xs[0][1] - (x - xs[0][0]))
+    inner = [(a, b) for a, b in itertools.pairwise(xs) if a[0] <= x <= b[0]]
+    (x0, y0), (x1, y1) = inner[0] if inner else (xs[:2] if x < xs[0][0] else xs[-2:])
+    slope = (y1 - y0) / (x1 - x0)
+    return math.exp(y0 + (slope if inner else min(slope, 0.0)) * (x - x0))
+
+
+def load_record(results_dir: Path | None = None) -> dict[str, Any] | None:
+    """The newest bench record (`*.json`) in the results directory, or None."""
+    directory = results_dir or RESULTS_DIR
+    files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+    for path in reversed(files):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def estimate_stage_seconds(
+    size: str, stage: str, *, rows: int | None = None, results_dir: Path | None = None
+) -> float | None:
+    """Seconds one condition's `stage` takes at `size` (rows default to the grid's per condition:
+    gen 30,000, train 10 epochs × 10,000, eval 10 × 100 answers); None without a bench record."""
+    record = load_record(results_dir)
+    if record is None:
+        return None
+    rate = interpolate(measured_rates(record.get("results", []))[stage], size)
+    if rate is None:
+        return None
+    return (rows if rows is not None else grid_rows(stage, conditions=1)) / rate
+
+
+def _ours_and(record: dict[str, Any], phase: str, engine: str) -> list[tuple[str, float, float]]:
+    """(size, ours tokens/s, `engine` tokens/s) for sizes where the record measured both."""
+    results = [r for r in record.get("results", []) if "error" not in r and r.get("phase") == phase]
+    ours = {r["size"]: r["tokens_per_s"] for r in results if is_ours(r, phase)}
+    other = {r["size"]: r["tokens_per_s"] for r in results if r.get("engine") == engine}
+    return [(s, ours[s], other[s]) for s in ours if s in other]
+
+
+def fastest_trainer(record: dict[str, Any] | None = None) -> tuple[str, str]:
+    """`--trainer auto`: trl (our fast path) or unsloth, whichever the bench measured faster, and why."""
+    record = record if record is not None else load_record()
+    pairs = _ours_and(record, TRAIN, "unsloth") if record else []
+    if not pairs:
+        return "trl", "no bench record compares it with Unsloth; the TRL fast path is the default"
+    size, ours, unsloth = max(pairs, key=lambda p: SIZE_PARAMS_B[p[0]])
+    if unsloth > ours:
+        return "unsloth", f"Unsloth measured {unsloth / ours:.2f}× faster at {size} on {record['device']}"
+    return "trl", f"the TRL fast path measured {ours / unsloth:.2f}× Unsloth at {size} on {record['device']}"
