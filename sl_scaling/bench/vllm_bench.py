@@ -31,7 +31,7 @@ def raw_generate(engine: VLLMEngine, requests: list[GenerationRequest], max_new_
     """`LLM.generate` on the same prompt ids with one `SamplingParams` (no seeds, vLLM's own decoding)."""
     from vllm import SamplingParams
 
-    llm = engine.runner.llm  # type: ignore[attr-defined] - the in-process runner
+    llm = engine.llm
     prompts = [{"prompt_token_ids": encode_chat(engine.tokenizer, r.messages)} for r in requests]
     synchronize()
     start = time.perf_counter()

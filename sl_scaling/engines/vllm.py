@@ -313,6 +313,14 @@ class VLLMEngine:
             runner = _InProcess(_new_llm(model, options))
         return cls(runner, AutoTokenizer.from_pretrained(model), batch_size=batch_size)
 
+    @property
+    def llm(self) -> Any:
+        """The `vllm.LLM` of a one-process engine (evaluation always runs one; calls needing more than
+        token ids, such as log-probabilities, go through it)."""
+        if not isinstance(self.runner, _InProcess):
+            raise RuntimeError("this vLLM engine runs several processes; it has no single LLM")
+        return self.runner.llm
+
     def close(self) -> None:
         self.runner.close()
 
