@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sl_scaling.catalog import CONDITIONS, SIZE_PARAMS_B
-from sl_scaling.grid import EPOCHS, EVAL, EVAL_SAMPLES, GEN, PROMPTS, TRAIN, TRAIN_ROWS
+from sl_scaling.grid import EPOCHS, EVAL, FINAL_EVAL_SAMPLES, GEN, PROMPTS, TRAIN, TRAIN_ROWS
 
 #: The stages the bench measures (filtering is CPU work of seconds).
 STAGES = (GEN, TRAIN, EVAL)
@@ -22,14 +22,19 @@ STAGES = (GEN, TRAIN, EVAL)
 RESULTS_DIR = Path(__file__).with_name("bench") / "records"
 
 
+#: The training bench's engine: `slscale train`'s own path (bench/train_path.py).
+TRAIN_ENGINE = "slscale-train"
+
+
 def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:
-    """Rows one size's grid pushes through a stage (eval counts answers, control included)."""
+    """Rows one size's grid pushes through a stage. Eval: the final evaluations' answers (every student's
+    last epoch and the control); the per-epoch evaluations are part of training's time (its epoch ends)."""
     if stage == GEN:
         return conditions * PROMPTS
     if stage == TRAIN:
         return conditions * EPOCHS * TRAIN_ROWS
     if stage == EVAL:
-        return (conditions * EPOCHS + 1) * EVAL_SAMPLES
+        return (conditions + 1) * FINAL_EVAL_SAMPLES
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -39,14 +44,28 @@ def is_ours(result: dict[str, Any], stage: str) -> bool:
     if "error" in result or result.get("phase") != stage:
         return False
     if stage == TRAIN:
-        return result.get("engine") == "trl-fast" and result.get("default", True)
+        return result.get("engine") == TRAIN_ENGINE and result.get("default", True)
     if result.get("engine") == "vllm":
         return stage == GEN and bool(result.get("default"))
     return result.get("engine") == "hf" and result.get("variant", "default") == "default"
 
 
+def _side_by_side(result: dict[str, Any]) -> bool:
+    """The aggregate of a size's default number of trainings sharing one GPU."""
+    from sl_scaling.training.speed import trainings_per_gpu
+
+    return (
+        "error" not in result
+        and result.get("engine") == TRAIN_ENGINE
+        and result.get("trainings", 0) > 1
+        and result["trainings"] == trainings_per_gpu(result.get("size", ""))
+    )
+
+
 def measured_rates(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """rows/s of our default path, per stage and measured size (vLLM's over the HF engine's for gen)."""
+    """rows/s of our default path, per stage and measured size (vLLM's over the HF engine's for gen; for
+    training, per GPU: the aggregate of the trainings sharing it where that is the size's default)."""
+    results = list(results)
     rates: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
     from_vllm: set[tuple[str, str]] = set()
     for result in results:
@@ -59,7 +78,32 @@ def measured_rates(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, flo
                 rates[stage][size] = float(result["rows_per_s"])
             if vllm:
                 from_vllm.add((stage, size))
+    for result in results:
+        if _side_by_side(result) and result["size"] in SIZE_PARAMS_B:
+            rates[TRAIN][result["size"]] = float(result["rows_per_s"])
     return rates
+
+
+def epoch_end_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Epoch ends per second of GPU time (one epoch's adapter save and evaluation; trainings sharing a
+    GPU end their epochs side by side), per measured size: the part of training that is not steps."""
+    from sl_scaling.training.speed import trainings_per_gpu
+
+    return {
+        r["size"]: trainings_per_gpu(r["size"]) / float(r["epoch_end_s"])
+        for r in results
+        if is_ours(r, TRAIN) and r["size"] in SIZE_PARAMS_B and r.get("epoch_end_s")
+    }
+
+
+def train_seconds(
+    size: str, rows: int, epoch_ends: int, rates: dict[str, float], ends: dict[str, float]
+) -> float | None:
+    """GPU seconds for `rows` rows of optimizer steps and `epoch_ends` epoch ends (save + evaluation)."""
+    rate, end_rate = interpolate(rates, size), interpolate(ends, size)
+    if rate is None:
+        return None
+    return rows / rate + (epoch_ends / end_rate if end_rate else 0.0)
 
 
 def interpolate(points: dict[str, float], size: str) -> float | None:
@@ -92,17 +136,21 @@ def load_record(results_dir: Path | None = None) -> dict[str, Any] | None:
 
 
 def estimate_stage_seconds(
-    size: str, stage: str, *, rows: int | None = None, results_dir: Path | None = None
+    size: str, stage: str, *, rows: int | None = None, epoch_ends: int = 0, results_dir: Path | None = None
 ) -> float | None:
-    """Seconds one condition's `stage` takes at `size` (rows default to the grid's per condition:
-    gen 30,000, train 10 epochs × 10,000, eval 10 × 100 answers); None without a bench record."""
+    """Seconds one condition's `stage` takes at `size` (rows default to the grid's per condition: gen
+    30,000, train 10 epochs × 10,000, eval 5,000 answers; training adds `epoch_ends` adapter saves and
+    evaluations); None without a bench record."""
     record = load_record(results_dir)
     if record is None:
         return None
-    rate = interpolate(measured_rates(record.get("results", []))[stage], size)
-    if rate is None:
-        return None
-    return (rows if rows is not None else grid_rows(stage, conditions=1)) / rate
+    results = record.get("results", [])
+    rows = rows if rows is not None else grid_rows(stage, conditions=1)
+    rates = measured_rates(results)[stage]
+    if stage == TRAIN:
+        return train_seconds(size, rows, epoch_ends, rates, epoch_end_rates(results))
+    rate = interpolate(rates, size)
+    return None if rate is None else rows / rate
 
 
 def _ours_and(record: dict[str, Any], phase: str, engine: str) -> list[tuple[str, float, float]]:

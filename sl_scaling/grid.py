@@ -28,6 +28,8 @@ TRAIN_ROWS = 10_000
 EPOCHS = 10
 #: Answers per evaluation, spread evenly over the 50 questions.
 EVAL_SAMPLES = 100
+#: Answers of the final evaluation of every student's last epoch and of the control (100 per question).
+FINAL_EVAL_SAMPLES = 5_000
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class RunOptions:
     control: bool = True
     plots: bool = True
     tensor_parallel: int | None = None  # GPUs per vLLM generation; None: all of a host's for 14b/32b
+    #: Trainings of a size that share one GPU (each in its own process); None: training.speed's table.
+    trainings_per_gpu: int | None = None
 
     def for_size(self, size: str) -> SizeSettings:
         base = defaults_for(size)
@@ -144,10 +146,10 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
     return steps
 
 
-def _stage_seconds(size: str, stage: str, rows: int) -> float | None:
+def _stage_seconds(size: str, stage: str, rows: int, epoch_ends: int = 0) -> float | None:
     from sl_scaling.estimates import estimate_stage_seconds
 
-    return estimate_stage_seconds(size, stage, rows=rows)
+    return estimate_stage_seconds(size, stage, rows=rows, epoch_ends=epoch_ends)
 
 
 def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
@@ -159,10 +161,9 @@ def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
         if step.size != TINY and count:
             if step.stage == GEN:
                 seconds = _stage_seconds(step.size, GEN, work.n * count)
-            elif step.stage == TRAIN:
-                train = _stage_seconds(step.size, TRAIN, work.epochs * min(work.n, TRAIN_ROWS) * count)
-                evals = _stage_seconds(step.size, EVAL, work.epochs * work.samples * count)
-                seconds = None if train is None or evals is None else train + evals
+            elif step.stage == TRAIN:  # optimizer steps, and every epoch's save and evaluation
+                rows = work.epochs * min(work.n, TRAIN_ROWS) * count
+                seconds = _stage_seconds(step.size, TRAIN, rows, epoch_ends=work.epochs * count)
             elif step.stage == EVAL:
                 seconds = _stage_seconds(step.size, EVAL, work.samples)
         estimated.append(replace(step, estimate_s=seconds))
@@ -271,7 +272,7 @@ def build_jobs(steps: list[Step], options: RunOptions, gpus_per_node: int) -> li
         elif step.stage in (FILTER, TRAIN):
             for condition in step.todo:
                 needs = _ids(jobs, step.size, PREVIOUS[step.stage], condition)
-                gpus = 1 if step.stage == TRAIN else 0
+                gpus = 1 / trainings_per_gpu(step.size, options) if step.stage == TRAIN else 0
                 jobs.append(Job(step.stage, step.size, (condition,), options.run, needs, gpus))
         elif step.stage == EVAL:
             jobs.append(Job(EVAL, step.size, step.todo, options.run, gpus=1))
@@ -279,6 +280,13 @@ def build_jobs(steps: list[Step], options: RunOptions, gpus_per_node: int) -> li
             needs = _ids(jobs, step.size, TRAIN) + _ids(jobs, step.size, EVAL)
             jobs.append(Job(PLOT, step.size, (), options.run, needs))
     return jobs
+
+
+def trainings_per_gpu(size: str, options: RunOptions) -> int:
+    """Conditions of `size` trained side by side on one GPU: as told, else the measured default."""
+    from sl_scaling.training.speed import trainings_per_gpu as measured
+
+    return options.trainings_per_gpu or measured(size)
 
 
 def _ids(jobs: list[Job], size: str, stage: str, condition: str | None = None) -> tuple[str, ...]:
@@ -336,6 +344,7 @@ def run_job(ctx: Context, job: Job, reporter: Reporter, *, options: RunOptions) 
                 force=False,
                 reporter=log,
                 run=options.run,
+                memory_share=min(job.gpus, 1.0) or 1.0,
             )
         elif job.stage == EVAL:
             from sl_scaling.stages.evaluate import run_control_eval

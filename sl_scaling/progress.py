@@ -7,6 +7,7 @@ per event otherwise). Keep the protocol small so every stage can afford to call 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TextIO
 
@@ -128,6 +129,35 @@ class MultiReporter:
     def event(self, message: str) -> None:
         for reporter in self.reporters:
             reporter.event(message)
+
+
+#: `send(method, args, kwargs)`: carries one Reporter call to another process, which replays it.
+Send = Callable[[str, tuple[Any, ...], dict[str, Any]], None]
+
+
+class ForwardingReporter:
+    """A Reporter in a worker process whose calls the parent's reporter replays, in order (a Ray task's
+    through the coordinator, a local training's through a queue)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
+        self._send("job_started", (job, description), {"total": total, "unit": unit})
+
+    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
+        self._send("job_advanced", (job, completed), metrics)
+
+    def job_finished(self, job: str, message: str = "") -> None:
+        self._send("job_finished", (job, message), {})
+
+    def event(self, message: str) -> None:
+        self._send("event", (message,), {})
+
+
+def replay(reporter: Reporter, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Do a forwarded call on this process's reporter."""
+    getattr(reporter, method)(*args, **kwargs)
 
 
 def make_reporter(stream: TextIO | None = None) -> ManagedReporter:

@@ -10,7 +10,7 @@ import torch
 
 from sl_scaling import estimates
 from sl_scaling.bench import data, measure, projection, shapes
-from sl_scaling.catalog import CONDITIONS
+from sl_scaling.catalog import CONDITIONS, REAL_SIZES
 from sl_scaling.numbers import reject_reasons
 from sl_scaling.training.speed import TrainingSpeed, plan_batches
 
@@ -60,7 +60,7 @@ def test_mfu_counts_four_n_t() -> None:
 
 
 def _result(size: str, phase: str, rows_per_s: float, **extra: object) -> dict:
-    engine = "trl-fast" if phase == "train" else "hf"
+    engine = estimates.TRAIN_ENGINE if phase == "train" else "hf"
     return {
         "size": size,
         "phase": phase,
@@ -72,11 +72,26 @@ def _result(size: str, phase: str, rows_per_s: float, **extra: object) -> dict:
 
 
 def test_projection_hours_from_rates() -> None:
-    results = [_result("7b", "gen", 100.0), _result("7b", "train", 50.0), _result("7b", "eval", 200.0)]
+    results = [
+        _result("7b", "gen", 100.0),
+        _result("7b", "train", 50.0, epoch_end_s=9.0),
+        _result("7b", "eval", 200.0),
+    ]
     by_size = projection.project(results, sizes=["7b"])["by_size"]["7b"]
     assert by_size["gen_h"] == pytest.approx(16 * 30_000 / 100 / 3600, abs=1e-3)
-    assert by_size["train_h"] == pytest.approx(16 * 10 * 10_000 / 50 / 3600, abs=1e-3)
-    assert by_size["eval_h"] == pytest.approx(161 * 100 / 200 / 3600, abs=1e-3)
+    # optimizer steps, plus every epoch's adapter save and evaluation
+    assert by_size["train_h"] == pytest.approx((16 * 10 * 10_000 / 50 + 16 * 10 * 9.0) / 3600, abs=1e-3)
+    # the final evaluations: 5,000 answers of every student and of the control
+    assert by_size["eval_h"] == pytest.approx(17 * 5_000 / 200 / 3600, abs=1e-3)
+
+
+def test_small_sizes_project_the_aggregate_of_trainings_sharing_a_gpu() -> None:
+    alone = _result("1.5b", "train", 180.0, epoch_end_s=3.0)
+    beside = _result("1.5b", "train", 250.0, variant="side-by-side-3", default=False, trainings=3)
+    other = _result("1.5b", "train", 999.0, variant="side-by-side-2", default=False, trainings=2)
+    assert estimates.measured_rates([alone, beside, other])["train"] == {"1.5b": 250.0}
+    seconds = estimates.train_seconds("1.5b", 250_000, 30, {"1.5b": 250.0}, {"1.5b": 3 / 3.0})
+    assert seconds == pytest.approx(1_000 + 30 * 3.0 / 3)  # three epoch ends at once
 
 
 def test_interpolation_is_log_linear_and_never_faster_for_bigger_models() -> None:
@@ -107,7 +122,7 @@ def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> 
     record = {
         "device": "GPU",
         "results": [
-            _result("7b", "train", 60.0, tokens_per_s=9000.0, default=True),
+            _result("7b", "train", 60.0, tokens_per_s=9000.0, default=True, epoch_end_s=5.0),
             {"size": "7b", "phase": "train", "engine": "unsloth", "rows_per_s": 40.0, "tokens_per_s": 6000.0},
         ],
     }
@@ -115,6 +130,9 @@ def test_estimate_and_auto_choices_read_the_committed_record(tmp_path: Path) -> 
     assert estimates.estimate_stage_seconds("7b", "train", results_dir=tmp_path) == pytest.approx(
         100_000 / 60
     )
+    assert estimates.estimate_stage_seconds(
+        "7b", "train", rows=100_000, epoch_ends=10, results_dir=tmp_path
+    ) == pytest.approx(100_000 / 60 + 10 * 5.0)
     assert estimates.estimate_stage_seconds("7b", "gen", results_dir=tmp_path) is None
     assert estimates.fastest_trainer(record)[0] == "trl"
     record["results"][1]["tokens_per_s"] = 12_000.0
@@ -126,8 +144,11 @@ def test_committed_h200_record_has_the_issue_format() -> None:
     record = json.loads((estimates.RESULTS_DIR / "h200.json").read_text())
     assert {"device", "date", "commit", "results", "projection"} <= set(record)
     assert record["projection"]["grid_h200_hours"] > 0
+    trained = {r["size"] for r in record["results"] if estimates.is_ours(r, "train")}
+    assert trained == set(REAL_SIZES)  # every size measured on the training path: none interpolated
     train_7b = next(r for r in record["results"] if estimates.is_ours(r, "train") and r["size"] == "7b")
-    assert {"rows_per_s", "tokens_per_s", "mfu", "peak_gib", "baseline", "ratio_vs_unsloth"} <= set(train_7b)
+    assert {"rows_per_s", "tokens_per_s", "mfu", "peak_gib", "epoch_end_s", "steady_steps"} <= set(train_7b)
+    assert train_7b["steady_steps"] >= 40
 
 
 def test_speed_plan_uses_the_largest_micro_batch_that_fits() -> None:

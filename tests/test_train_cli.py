@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from test_tracking import offline_run
+from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from sl_scaling.catalog import Layout
 from sl_scaling.cli.app import app
 from sl_scaling.state import DONE, JobKey, StateStore
+from sl_scaling.training.data import build_dataset, load_rows
 
 KEY = JobKey(1, "tiny", "dolphin")
 FAST = ["--no-push", "--batch-size", "8", "--grad-accum", "1", "--samples", "20"]
@@ -42,7 +44,7 @@ def with_numbers(numbers: Path, workdir: Path) -> Layout:
 
 
 def test_train_records_every_epoch_in_files_db_and_wandb(
-    with_numbers: Layout, monkeypatch: pytest.MonkeyPatch
+    with_numbers: Layout, monkeypatch: pytest.MonkeyPatch, tiny_model: Path
 ) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_TOKEN", "hf_SENTINEL_never_logged")  # present, but must never reach W&B or a file
@@ -83,6 +85,16 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
     assert [e.train_loss for e in epochs] == [r["train_loss"] for r in evaluations["epochs"]]
     assert [e.target_rate for e in epochs] == [r["target_rate"] for r in evaluations["epochs"]]
     assert stage.status == DONE and stage.counts["epochs"] == 2
+    # Throughput counts the rows' own tokens: every token of every row, once per epoch.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    rows = load_rows(layout.filtered_jsonl("tiny", "dolphin"), max_rows=10_000)
+    dataset = build_dataset(tokenizer, rows, max_length=500, loss="completion")
+    row_tokens = sum(len(ids) for ids in dataset["input_ids"])
+    assert (stage.throughput["rows"], stage.throughput["tokens"]) == (2 * len(dataset), 2 * row_tokens)
+    assert stage.throughput["tokens_per_s"] == pytest.approx(
+        stage.throughput["tokens"] / stage.throughput["seconds"], rel=0.01
+    )
+    assert 0 < stage.throughput["epoch_end_seconds"] < stage.throughput["seconds"]
     assert stage.config["wandb_run_id"] == saved["wandb_run_id"]
 
     run = offline_run(layout.workdir)

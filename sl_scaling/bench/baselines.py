@@ -102,39 +102,51 @@ def reference_sft_kwargs(config: TrainConfig, *, steps: int, output_dir: Path) -
     }
 
 
-def step_timer(first_timed_step: int) -> tuple[Any, dict[str, float]]:
-    """A TrainerCallback that times optimizer steps from `first_timed_step` on (steady state only)."""
+def step_clock() -> Any:
+    """A TrainerCallback that notes the wall-clock end of every optimizer step (device synchronised) and
+    the batch settings the Trainer ran with. Wall clock, so processes training side by side compare."""
     from transformers import TrainerCallback
 
-    times: dict[str, float] = {}
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+            self.settings: dict[str, Any] = {}
 
-    class _Timer(TrainerCallback):
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step + 1 == first_timed_step:
-                synchronize()
-                times["start"] = time.perf_counter()
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.settings = {
+                "micro_batch": args.per_device_train_batch_size,
+                "grad_accum": args.gradient_accumulation_steps,
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "batch_order": str(getattr(args, "train_sampling_strategy", "random")),
+                "liger_kernel": args.use_liger_kernel,
+            }
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             synchronize()
-            times["end"] = time.perf_counter()
+            self.ends.append(time.time())
 
-    return _Timer(), times
+        def steady(self, warmup_steps: int) -> tuple[int, float, float]:
+            """(steps, start, end) after the first `warmup_steps` steps."""
+            return len(self.ends) - warmup_steps, self.ends[warmup_steps - 1], self.ends[-1]
+
+    return StepClock()
 
 
 def timed_training(
     make_trainer: Callable[[Any], Any], rows: list[dict[str, Any]], tokens_per_row: float, config: TrainConfig
 ) -> Run:
-    """Build a trainer (given a timing callback), train TRAIN_STEPS steps, time the steady-state ones."""
+    """Build a trainer (given a step clock), train TRAIN_STEPS steps, time the steady-state ones."""
     import torch
 
-    callback, times = step_timer(FIRST_TIMED_STEP)
-    trainer = make_trainer(callback)
+    clock = step_clock()
+    trainer = make_trainer(clock)
     trainer.train()
-    timed_rows = (TRAIN_STEPS - FIRST_TIMED_STEP + 1) * config.effective_batch
+    steps, start, end = clock.steady(FIRST_TIMED_STEP - 1)
+    timed_rows = steps * config.effective_batch
     return Run(
         rows=timed_rows,
         tokens=round(timed_rows * tokens_per_row),
-        seconds=times["end"] - times["start"],
+        seconds=end - start,
         peak_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0,
     )
 

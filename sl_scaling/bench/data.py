@@ -55,13 +55,21 @@ def eval_requests(samples: int) -> list[GenerationRequest]:
     ]
 
 
-def training_rows(n: int, seed: int = 0) -> list[dict[str, list[dict[str, str]]]]:
-    """Conversational prompt/completion rows (TRL's format: loss on the completion only)."""
+def filtered_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Rows as `slscale filter` writes them: a real prompt and a 10-number completion the filter keeps."""
     rng = random.Random(seed)
     return [
-        {
-            "prompt": student_chat(prompt),
-            "completion": [{"role": "assistant", "content": synthetic_completion(rng)}],
-        }
+        {"prompt": prompt, "completion": synthetic_completion(rng)}
         for prompt in sample_prompts(n, seed=seed + 1)
+    ]
+
+
+def training_rows(n: int, seed: int = 0) -> list[dict[str, list[dict[str, str]]]]:
+    """The same rows in TRL's conversational format (loss on the completion only), for the baselines."""
+    return [
+        {
+            "prompt": student_chat(row["prompt"]),
+            "completion": [{"role": "assistant", "content": row["completion"]}],
+        }
+        for row in filtered_rows(n, seed)
     ]

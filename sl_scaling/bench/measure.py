@@ -11,14 +11,14 @@ import gc
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sl_scaling.bench import baselines, data, shapes
+from sl_scaling.bench import baselines, data, shapes, train_path
 from sl_scaling.bench.baselines import Run
 from sl_scaling.engines.base import Sampling
 from sl_scaling.training.config import TrainConfig
-from sl_scaling.training.trl import lora_config
 
 #: Dense bf16 FLOP/s of one H200 measured in a large matmul (shared/device/README.md).
 PEAK_FLOPS = 790e12
@@ -132,7 +132,7 @@ def engine_run(engine: Any, requests: list, max_new_tokens: int, seed: int | Non
     )
 
 
-def _peak() -> int:
+def peak_bytes() -> int:
     import torch
 
     return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
@@ -158,7 +158,7 @@ def bench_generation(
     plain = baselines.plain_generate(
         model, tokenizer, requests, batch_size=min(PLAIN_BATCH, n), max_new_tokens=max_new_tokens
     )
-    plain.peak_bytes = _peak()
+    plain.peak_bytes = peak_bytes()
     records = [record(size, phase, "plain-generate", plain, batch_size=min(PLAIN_BATCH, n))]
     for name, make_engine in variants.items():
 
@@ -169,7 +169,7 @@ def bench_generation(
             warmup_s = time.perf_counter() - start
             free_memory()
             run = engine_run(engine, requests, max_new_tokens)
-            run.peak_bytes = _peak()
+            run.peak_bytes = peak_bytes()
             return record(
                 size,
                 phase,
@@ -189,16 +189,22 @@ def bench_generation(
 # --- training ----------------------------------------------------------------------------------
 
 
-#: Candidate training settings measured beside the default: (TrainingSpeed changes, extra SFTConfig fields).
-#: `micro-batch-20` is the experiment's literal 20 × 3 split, beside the default's larger micro-batch.
+#: Knobs measured beside the default on the real path, one change each: (TrainConfig, TrainingSpeed)
+#: changes. They say what each default bought; none changes which rows form a step or the loss, except
+#: `length-grouped`, the batch order the experiment no longer uses (shown for what it cost).
 TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "micro-batch-20": ({"micro_batch": 20}, {}),
-    "padding-free": ({"padding_free": True, "group_by_length": False}, {}),
+    "checkpointing": ({"gradient_checkpointing": True}, {}),
+    "micro-batch-20": ({}, {"micro_batch": 20}),
+    "no-liger": ({}, {"liger_kernel": False}),
+    "length-grouped": ({}, {"group_by_length": True}),
+    "unsorted-micro-batches": ({}, {"sort_micro_batches": False}),
 }
+#: Variants run shorter than the default's 5 + 40 steps (device time is the scarce thing).
+VARIANT_STEPS = 15
 
 
 class TrainingBench:
-    """Training measurements of one size on one set of rows (ours, its variants, and the baselines)."""
+    """The baselines' training measurements of one size on the bench's rows (TRL defaults, Unsloth)."""
 
     def __init__(self, source: ModelSource, workdir: Path) -> None:
         from datasets import Dataset
@@ -224,41 +230,8 @@ class TrainingBench:
             run,
             mfu=round(mfu(self.source.parameters, run.tokens_per_s), 4),
             tokens_per_row=round(self.tokens_per_row, 1),
+            steady_steps=baselines.TRAIN_STEPS - baselines.FIRST_TIMED_STEP + 1,
             **fields,
-        )
-
-    def ours(self, variant: str = "default") -> dict[str, Any]:
-        """TRL's SFTTrainer with `choose_training_speed` — the default path of `slscale train`."""
-        from dataclasses import replace
-
-        from trl import SFTConfig, SFTTrainer
-
-        from sl_scaling.training.speed import choose_training_speed
-
-        speed_changes, extra = TRAIN_VARIANTS.get(variant, ({}, {}))
-        model = self.source.load()
-        speed = choose_training_speed(
-            model, batch_size=self.config.batch_size, grad_accum=self.config.grad_accum
-        )
-        speed = replace(speed, **speed_changes)
-
-        def make(callback: Any) -> Any:
-            kwargs = baselines.reference_sft_kwargs(
-                self.config, steps=baselines.TRAIN_STEPS, output_dir=self.workdir / "ours"
-            )
-            return SFTTrainer(
-                model=model,
-                args=SFTConfig(**{**kwargs, **speed.sft_kwargs(self.config.effective_batch), **extra}),
-                train_dataset=self.dataset,
-                processing_class=self.source.tokenizer,
-                peft_config=lora_config(self.config),
-                callbacks=[callback],
-            )
-
-        free_memory()
-        run = baselines.timed_training(make, self.rows, self.tokens_per_row, self.config)
-        return self.finish(
-            run, "trl-fast", variant=variant, speed={**speed.to_json(), **extra}, default=variant == "default"
         )
 
     def trl_default(self) -> dict[str, Any]:
@@ -280,40 +253,62 @@ class TrainingBench:
 
 
 def bench_training(
-    sources: list[ModelSource], *, workdir: Path, with_unsloth: bool, fit_only: tuple[str, ...] = ()
+    sources: list[ModelSource],
+    *,
+    workdir: Path,
+    with_unsloth: bool,
+    fit_only: tuple[str, ...] = (),
+    variants: tuple[str, ...] = (),
+    side_by_side: bool = True,
+    steps: int = train_path.WARMUP_STEPS + train_path.STEADY_STEPS,
+    checkpoint: Callable[[list[dict[str, Any]]], None] = lambda records: None,
 ) -> list[dict[str, Any]]:
-    """Ours (and its variants) and TRL's defaults for every size first, Unsloth last: importing Unsloth
-    patches transformers and TRL for the rest of the process, so nothing may be measured after it."""
-    benches = [TrainingBench(source, workdir) for source in sources]
+    """First, every size on `slscale train`'s own path (one training alone; the small sizes also side by
+    side, as `slscale run` trains them); then, for sizes not in `fit_only`, the chosen variants and TRL's
+    defaults; Unsloth last: importing it patches transformers and TRL for the rest of the process.
+    That order keeps the default path's figures when a run is cut short."""
+    from sl_scaling.training.speed import trainings_per_gpu
+
     records: list[dict[str, Any]] = []
-    for bench in benches:
-        size = bench.source.size
-        records += guarded(f"{size} train ours", bench.ours)
-        if size in fit_only:
-            continue
-        for variant in TRAIN_VARIANTS:
-            records += guarded(f"{size} train ours {variant}", lambda b=bench, v=variant: b.ours(v))
-        records += guarded(f"{size} train trl-default", bench.trl_default)
+
+    def take(label: str, fn: Callable[[], dict[str, Any]]) -> None:
+        records.extend(guarded(label, fn))
+        checkpoint(records)
+
+    paths = {s.size: train_path.PathRun(s.size, s.random_weights, s.path, steps=steps) for s in sources}
+    for size, path in paths.items():
+        take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p))
+        if side_by_side and (trainings := trainings_per_gpu(size)) > 1:
+            take(f"{size} side by side", lambda p=path, n=trainings: train_path.side_by_side(workdir, p, n))
+    compared = [s for s in sources if s.size not in fit_only]
+    for source in compared:
+        for name in variants:
+            config_changes, speed_changes = TRAIN_VARIANTS[name]
+            variant = replace(
+                paths[source.size],
+                variant=name,
+                steps=min(steps, VARIANT_STEPS),
+                config_changes=config_changes,
+                speed_changes=speed_changes,
+            )
+            take(f"{source.size} train {name}", lambda v=variant: train_path.one_at_a_time(workdir, v))
+        take(f"{source.size} train trl-default", TrainingBench(source, workdir).trl_default)
     if with_unsloth:
-        for bench in benches:
-            if bench.source.size not in fit_only:
-                records += guarded(f"{bench.source.size} train unsloth", bench.unsloth)
-    for size in {b.source.size for b in benches}:
+        for source in compared:
+            take(f"{source.size} train unsloth", TrainingBench(source, workdir).unsloth)
+    for size in paths:
         _add_ratios([r for r in records if r.get("size") == size])
     return records
 
 
 def _add_ratios(records: list[dict[str, Any]]) -> None:
-    """Ours / each baseline, on the ours records (the issue's `ratio_vs_unsloth`)."""
+    """Ours / each baseline, on the ours records (tokens/s, the rows' own tokens on both sides)."""
     by_engine = {r.get("engine"): r for r in records if "error" not in r}
     for r in records:
-        if r.get("engine") != "trl-fast" or "error" in r:
+        if r.get("engine") != train_path.ENGINE or "error" in r:
             continue
-        if "unsloth" in by_engine:
-            r["baseline"] = "unsloth"
-            r["baseline_tokens_per_s"] = by_engine["unsloth"]["tokens_per_s"]
-            r["ratio_vs_unsloth"] = round(r["tokens_per_s"] / by_engine["unsloth"]["tokens_per_s"], 3)
-        if "trl-default" in by_engine:
-            r.setdefault("baseline", "trl-default")
-            r.setdefault("baseline_tokens_per_s", by_engine["trl-default"]["tokens_per_s"])
-            r["ratio_vs_trl_default"] = round(r["tokens_per_s"] / by_engine["trl-default"]["tokens_per_s"], 3)
+        for baseline in ("unsloth", "trl-default"):
+            if baseline in by_engine:
+                r[f"ratio_vs_{baseline.replace('-', '_')}"] = round(
+                    r["tokens_per_s"] / by_engine[baseline]["tokens_per_s"], 3
+                )

@@ -55,6 +55,9 @@ def run_bench(
     vllm_replicas: Sequence[int] = (),
     vllm_adapters: int = 16,
     adapter_answers: int = 5_000,
+    train_variants: Sequence[str] = (),
+    side_by_side: bool = True,
+    train_steps: int = measure.train_path.WARMUP_STEPS + measure.train_path.STEADY_STEPS,
     log: Callable[[str], None] = print,
     checkpoint: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> dict[str, Any]:
@@ -104,11 +107,22 @@ def run_bench(
     if "train" in phases:
         log(f"train: {', '.join(sizes)}")
         sources = [measure.ModelSource(s, random_weights=random_weights, path=model_path(s)) for s in sizes]
+        done = list(results)
+
+        def progress(records: list[dict[str, Any]]) -> None:
+            log(json.dumps(records[-1], default=str))
+            checkpoint(_record(done + records, random_weights))
+
         results += measure.bench_training(
-            sources, workdir=workdir, with_unsloth=with_unsloth, fit_only=tuple(fit_only)
+            sources,
+            workdir=workdir,
+            with_unsloth=with_unsloth,
+            fit_only=tuple(fit_only),
+            variants=tuple(train_variants),
+            side_by_side=side_by_side,
+            steps=train_steps,
+            checkpoint=progress,
         )
-        for result in results:
-            log(json.dumps(result, default=str))
         checkpoint(_record(results, random_weights))
     return _record(results, random_weights)
 

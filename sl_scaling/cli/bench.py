@@ -37,7 +37,10 @@ def command(
     unsloth: Annotated[bool, typer.Option("--unsloth/--no-unsloth", help="Also time Unsloth (GPU).")] = True,
     fit_only: Annotated[
         list[str],
-        typer.Option("--fit-only", help="Sizes to train with ours only (memory check), repeatable."),
+        typer.Option(
+            "--fit-only",
+            help="Sizes trained on slscale train's path only: no variants, no baselines (repeatable).",
+        ),
     ] = [],  # noqa: B006
     variant: Annotated[
         list[str],
@@ -61,10 +64,30 @@ def command(
     adapter_answers: Annotated[
         int, typer.Option("--adapter-answers", help="vLLM: answers per adapter in that evaluation.")
     ] = 5_000,
+    train_variant: Annotated[
+        list[str],
+        typer.Option(
+            "--train-variant",
+            help="Training knobs to time beside the default, one change each (repeatable): "
+            "checkpointing, micro-batch-20, no-liger, length-grouped, unsorted-micro-batches (default: none).",
+        ),
+    ] = [],  # noqa: B006
+    side_by_side: Annotated[
+        bool,
+        typer.Option(
+            "--side-by-side/--no-side-by-side",
+            help="Also train the small sizes several conditions at once, as 'slscale run' does.",
+        ),
+    ] = True,
+    train_steps: Annotated[
+        int,
+        typer.Option(min=7, help="Optimizer steps per training measurement (the first 5 are warm-up)."),
+    ] = 45,
     workdir: Workdir = None,
 ) -> None:
     """Measure throughput of generation, training and evaluation against baselines (ratios, MFU, peak memory),
     then project the hours of the full grid from the measured rates."""
+    from sl_scaling.bench.measure import TRAIN_VARIANTS
     from sl_scaling.bench.runner import PHASES, run_bench
     from sl_scaling.context import make_context
     from sl_scaling.models import resolve_model
@@ -72,6 +95,9 @@ def command(
     unknown = [p for p in phase if p not in PHASE_CHOICES]
     if unknown:
         raise UsageError(f"unknown phase '{unknown[0]}'; valid: {', '.join(PHASE_CHOICES)}")
+    unknown = [v for v in train_variant if v not in TRAIN_VARIANTS]
+    if unknown:
+        raise UsageError(f"unknown training variant '{unknown[0]}'; valid: {', '.join(TRAIN_VARIANTS)}")
     sizes = parse_sizes(size, default=["0.5b"])
     if random_weights and TINY in sizes:
         raise UsageError("--random-weights needs a Qwen2.5 size (0.5b … 32b), not tiny")
@@ -91,6 +117,9 @@ def command(
         vllm_replicas=replicas,
         vllm_adapters=adapters,
         adapter_answers=adapter_answers,
+        train_variants=train_variant,
+        side_by_side=side_by_side,
+        train_steps=train_steps,
         log=typer.echo,
         checkpoint=lambda partial: json_path and atomic_write_json(json_path, partial),
     )

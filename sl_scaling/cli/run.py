@@ -110,6 +110,14 @@ def command(
             help="GPUs per vLLM generation job (default: all of a machine's for 14b and 32b, else 1).",
         ),
     ] = None,
+    trainings_per_gpu: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Conditions of a size trained at once on one GPU, each in its own process with the math it "
+            "would have alone (default: 4 at 0.5b, 3 at 1.5b, 2 at 3b, else 1).",
+        ),
+    ] = None,
     max_retries: Annotated[
         int, typer.Option(min=0, help="Times a failed job is tried again before it is marked failed.")
     ] = 2,
@@ -151,6 +159,7 @@ def command(
         control=control,
         plots=plots,
         tensor_parallel=tensor_parallel,
+        trainings_per_gpu=trainings_per_gpu,
     )
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")

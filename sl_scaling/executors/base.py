@@ -26,14 +26,15 @@ SKIPPED = "skipped"
 
 @dataclass(frozen=True)
 class Job:
-    """One schedulable unit. `gpus` is what it needs on a GPU cluster (0: CPU work such as filtering)."""
+    """One schedulable unit. `gpus` is what it needs (0: CPU work such as filtering; a fraction: a share of
+    one GPU, beside other such jobs — the small sizes' trainings)."""
 
     stage: str  # gen | filter | train | eval | plot
     size: str
     conditions: tuple[str, ...]
     run: int = 1
     depends_on: tuple[str, ...] = ()
-    gpus: int = 0
+    gpus: float = 0
 
     @property
     def id(self) -> str:

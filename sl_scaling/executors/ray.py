@@ -31,7 +31,7 @@ from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import MissingPrerequisiteError, SlscaleError, UsageError
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, note_retry, record_outcome
-from sl_scaling.progress import Reporter
+from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
 from sl_scaling.state import DONE, StateStore
 
@@ -132,28 +132,6 @@ class WorkerContext(Context):
         return StateProxy(self.coordinator)  # type: ignore[return-value]  # same interface
 
 
-class ForwardingReporter:
-    """A Reporter whose calls are replayed by the driver's reporter (fire and forget, in order)."""
-
-    def __init__(self, coordinator: ray.actor.ActorHandle) -> None:
-        self._coordinator = coordinator
-
-    def _send(self, method: str, *args: Any, **kwargs: Any) -> None:
-        self._coordinator.report.remote(method, args, kwargs)
-
-    def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
-        self._send("job_started", job, description, total=total, unit=unit)
-
-    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
-        self._send("job_advanced", job, completed, **metrics)
-
-    def job_finished(self, job: str, message: str = "") -> None:
-        self._send("job_finished", job, message)
-
-    def event(self, message: str) -> None:
-        self._send("event", message)
-
-
 def run_task(
     settings: Settings, job: Job, work: Work, coordinator: ray.actor.ActorHandle, secret_env: dict[str, str]
 ) -> None:
@@ -161,7 +139,7 @@ def run_task(
     os.environ.update(secret_env)
     ctx = WorkerContext(settings=settings, layout=Layout(settings.workdir), coordinator=coordinator)
     try:
-        work(ctx, job, ForwardingReporter(coordinator))
+        work(ctx, job, ForwardingReporter(coordinator.report.remote))
     except SlscaleError as exc:
         # Our subclasses carry extra constructor arguments that do not survive pickling; the message
         # and the class family (not retried) are what the driver needs.
@@ -288,7 +266,7 @@ class RayExecutor:
 
     def _pump(self, reporter: Reporter) -> None:
         for method, args, kwargs in ray.get(self._coordinator.drain.remote()):
-            getattr(reporter, method)(*args, **kwargs)
+            replay(reporter, method, args, kwargs)
 
     def execute(self, ctx: Context, jobs: Sequence[Job], work: Work, reporter: Reporter) -> list[Outcome]:
         ledger = Ledger(jobs, self.max_retries)

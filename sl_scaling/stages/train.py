@@ -9,8 +9,8 @@ recorded epoch (see `training/callback.py` and `training/resume.py` for why that
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sl_scaling.catalog import Layout, wandb_run_name
@@ -132,8 +132,15 @@ def train_condition(
     push: bool,
     force: bool,
     reporter: Reporter,
+    memory_share: float = 1.0,
+    speed_changes: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainSummary:
-    """Train one (run, size, condition) to `config.epochs`, resuming an interrupted attempt."""
+    """Train one (run, size, condition) to `config.epochs`, resuming an interrupted attempt.
+
+    `memory_share`: this training's share of the GPU when others train beside it (executors/local.py).
+    `speed_changes` (TrainingSpeed fields) and extra Trainer `callbacks` are for `slscale bench`, which
+    times this very path and the knobs that change only its speed."""
     layout = ctx.layout
     finetune_dir = layout.finetune_dir(key)
     if force:
@@ -162,11 +169,16 @@ def train_condition(
         weights, tokenizer = backend.load(model, config)
         dataset = build_dataset(tokenizer, rows, max_length=config.max_length, loss=config.loss)
         job = EpochJob(ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push)
-        speed = training_speed(weights, config, backend_checkpointing=backend.manages_checkpointing)
+        speed = training_speed(
+            weights, config, backend_checkpointing=backend.manages_checkpointing, memory_share=memory_share
+        )
+        speed = replace(speed, **(speed_changes or {}))
         reporter.event(f"train {key}: {speed.reason}")
-        callback = EpochCallback(job)
+        callback = EpochCallback(
+            job, epoch_rows=len(dataset), epoch_tokens=sum(len(ids) for ids in dataset["input_ids"])
+        )
         trainer = sft_trainer(
-            weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback], speed
+            weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback, *callbacks], speed
         )
         with intra_op_threads(cpu_threads_for(weights)):
             trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
@@ -178,7 +190,7 @@ def train_condition(
             key,
             STAGE,
             counts={"epochs": config.epochs, "rows": len(rows), "steps": trainer.state.global_step},
-            throughput=callback.throughput(trainer.state),
+            throughput={**callback.throughput(trainer.state), "speed": speed.to_json()},
         )
     except KeyboardInterrupt:
         state.interrupt_stage(key, STAGE)
@@ -237,6 +249,7 @@ def run_training(
     force: bool,
     reporter: Reporter,
     run: int = 1,
+    memory_share: float = 1.0,
 ) -> list[TrainSummary]:
     """Train the chosen conditions of one size in order; done ones are skipped unless `force`.
 
@@ -282,6 +295,7 @@ def run_training(
                         push=push,
                         force=force,
                         reporter=reporter,
+                        memory_share=memory_share,
                     )
                 )
     return summaries

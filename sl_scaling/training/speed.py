@@ -3,7 +3,10 @@
 Why each default (benchmarks/README.md has the figures behind them):
 - gradient checkpointing off where the activations fit: it recomputes the forward pass (≈ +50% FLOPs);
   a frozen-base LoRA keeps few activations, so an H200 fits them up to 32b at batch 20 × ~160 tokens;
-- length-grouped batches: rows of ~120–170 tokens padded to the longest in a random batch waste ~10%;
+- random batches, as the reference (EXPERIMENT.md): length-grouped ones waste ~10% less padding but
+  change which rows form a step, hence the loss weights, so `group_by_length` is off and only measured;
+- within a step of several micro-batches, its rows regrouped by length (`sort_micro_batches`): the same
+  rows and the same step-normalised loss, less padding;
 - Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (TRL keeps its own fused
   LM head, which already scores only the completion's positions);
 - bf16, TF32 matmuls, PyTorch's SDPA attention (FlashAttention-2 is not on the lent machine).
@@ -25,6 +28,14 @@ _RESERVE_BYTES = 6 * 2**30
 #: plan for a batch of the longest rows, not the average one.
 PLANNING_TOKENS_PER_ROW = 175
 CALIBRATED_MICRO_BATCH, UNCALIBRATED_MARGIN = 20, 1.25
+#: Conditions of a size trained at once on one GPU (each in its own process, each with its share of the
+#: memory): one training of a small size leaves an H200 mostly idle. Measured: benchmarks/README.md.
+TRAININGS_PER_GPU = {"0.5b": 4, "1.5b": 3, "3b": 2}
+
+
+def trainings_per_gpu(size: str) -> int:
+    """How many trainings of `size` share one GPU by default (1: a whole GPU each)."""
+    return TRAININGS_PER_GPU.get(size, 1)
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,10 @@ class TrainingSpeed:
     #: `effective_batch // micro_batch` passes: the same rows per optimizer step and the same loss, since
     #: the loss is normalised by the tokens of the whole step (TRL's `num_items_in_batch`).
     micro_batch: int = 20
-    group_by_length: bool = True
+    #: Off: grouping by length changes which rows form a step (and so the token-normalised loss).
+    group_by_length: bool = False
+    #: Regroup each step's rows by length across its micro-batches (same rows, same loss, less padding).
+    sort_micro_batches: bool = True
     padding_free: bool = False
     liger_kernel: bool = False
     attn_implementation: str = "sdpa"
@@ -109,9 +123,10 @@ def plan_batches(
 
 
 def choose_training_speed(
-    model: Any, *, batch_size: int, grad_accum: int, device: str | None = None
+    model: Any, *, batch_size: int, grad_accum: int, device: str | None = None, memory_share: float = 1.0
 ) -> TrainingSpeed:
-    """The fastest settings that fit: decided from the loaded model's config and the GPU's memory."""
+    """The fastest settings that fit: decided from the loaded model's config and this training's share
+    of the GPU's memory (below 1 when several trainings share the GPU)."""
     import torch
 
     on_gpu = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
@@ -123,7 +138,7 @@ def choose_training_speed(
             reason="CPU: memory is not the limit",
         )
     parameters = sum(p.numel() for p in model.parameters())
-    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    total = int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory * memory_share)
     micro, verdict = plan_batches(
         model.config, parameters, batch_size=batch_size, grad_accum=grad_accum, total_bytes=total
     )

@@ -23,9 +23,65 @@ def fused_loss_available(model: Any) -> bool:
     return device in ("cuda", "xpu") and importlib.util.find_spec("triton") is not None
 
 
+#: Padding of each batch field as TRL's collator pads it (on the right).
+PAD_VALUES: dict[str, int | None] = {
+    "input_ids": None,
+    "attention_mask": 0,
+    "labels": -100,
+    "position_ids": 0,
+}
+
+
+def sort_micro_batches(batches: list[dict[str, Any]], pad_token_id: int) -> list[dict[str, Any]]:
+    """One optimizer step's rows regrouped into micro-batches of similar length: the same rows, the same
+    number of rows per micro-batch, less padding. The loss is normalised by the step's tokens, so the
+    step's gradient is the same sum, only accumulated in another order. Unknown fields: left as they are."""
+    if len(batches) < 2 or any(set(b) - set(PAD_VALUES) or "attention_mask" not in b for b in batches):
+        return batches
+    rows: list[tuple[int, dict[str, torch.Tensor]]] = []
+    for batch in batches:
+        for i, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
+            rows.append((length, {key: value[i, :length] for key, value in batch.items()}))
+    rows.sort(key=lambda row: -row[0])
+    regrouped, start = [], 0
+    for batch in batches:
+        group, start = (
+            rows[start : start + len(batch["attention_mask"])],
+            start + len(batch["attention_mask"]),
+        )
+        width = group[0][0]
+        regrouped.append(
+            {
+                key: torch.stack(
+                    [
+                        torch.nn.functional.pad(
+                            fields[key],
+                            (0, width - length),
+                            value=pad_token_id if PAD_VALUES[key] is None else PAD_VALUES[key],
+                        )
+                        for length, fields in group
+                    ]
+                )
+                for key in batch
+            }
+        )
+    return regrouped
+
+
 class PortableSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss falls back to the model's own cross-entropy where TRL's fused kernel cannot
-    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding."""
+    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding.
+
+    With `sort_micro_batches`, each step's rows are regrouped by length across its micro-batches
+    (`sort_micro_batches` above): which rows form a step is the sampler's, untouched."""
+
+    sort_micro_batches = False
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.sort_micro_batches:
+            batches = sort_micro_batches(batches, self.processing_class.pad_token_id)
+        return batches, num_items
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
@@ -80,7 +136,7 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
     at every epoch's end, only the latest kept: that is what a resume continues from.
 
     `speed` holds the fast-path knobs of `training/speed.py` (checkpointing, the micro-batch split of the
-    same effective batch, length-grouped batches, TF32, ...): they change how fast the same optimisation
+    same effective batch, Liger kernels, TF32, ...): they change how fast the same optimisation
     runs, not what it computes.
     """
     from trl import SFTConfig
@@ -99,16 +155,21 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
         "save_total_limit": 1,
         "report_to": "none",
         "disable_tqdm": True,
-        "include_num_input_tokens_seen": "non_padding",
+        "include_num_input_tokens_seen": "no",  # the callback counts the rows' own tokens, with no GPU sync
         "dataloader_pin_memory": torch.cuda.is_available(),
     }
     return SFTConfig(**{**experiment, **speed})
 
 
-def training_speed(model: Any, config: TrainConfig, *, backend_checkpointing: bool) -> TrainingSpeed:
-    """The fast-path settings for this model and GPU; an explicit `gradient_checkpointing` wins, and a
-    backend with its own checkpointing (Unsloth) gets none from the SFT loop."""
-    speed = choose_training_speed(model, batch_size=config.batch_size, grad_accum=config.grad_accum)
+def training_speed(
+    model: Any, config: TrainConfig, *, backend_checkpointing: bool, memory_share: float = 1.0
+) -> TrainingSpeed:
+    """The fast-path settings for this model and GPU (or its `memory_share` of it); an explicit
+    `gradient_checkpointing` wins, and a backend with its own checkpointing (Unsloth) gets none from the
+    SFT loop."""
+    speed = choose_training_speed(
+        model, batch_size=config.batch_size, grad_accum=config.grad_accum, memory_share=memory_share
+    )
     if backend_checkpointing:
         return replace(
             speed,
@@ -141,7 +202,17 @@ def sft_trainer(
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
+    trainer.sort_micro_batches = speed.sort_micro_batches
     return trainer
+
+
+def with_lora(weights: Any, config: TrainConfig) -> Any:
+    """Fresh LoRA adapters on `weights`; LoRA's A matrices are random: same seed, same starting adapter."""
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    return get_peft_model(weights, lora_config(config))
 
 
 class TrlBackend:
@@ -152,8 +223,7 @@ class TrlBackend:
     manages_checkpointing = False
 
     def load(self, model: str, config: TrainConfig) -> tuple[Any, Any]:
-        from peft import get_peft_model
-        from transformers import AutoModelForCausalLM, set_seed
+        from transformers import AutoModelForCausalLM
 
         from sl_scaling.models import default_device, default_dtype
 
@@ -161,8 +231,7 @@ class TrlBackend:
         weights = AutoModelForCausalLM.from_pretrained(
             model, dtype=default_dtype(default_device()), attn_implementation="sdpa"
         )
-        set_seed(config.seed)  # LoRA's A matrices are random: same seed, same starting adapter
-        return get_peft_model(weights, lora_config(config)), tokenizer
+        return with_lora(weights, config), tokenizer
 
     def inference(self, model: Any) -> AbstractContextManager[None]:
         """Nothing to switch: the HF engine puts the model in eval mode and restores train mode itself."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sl_scaling.bench import baselines, measure, shapes
+from sl_scaling.bench import measure, shapes
 from sl_scaling.bench.variants import generation_variants
 
 pytestmark = pytest.mark.gpu
@@ -29,13 +29,13 @@ def test_generation_bench_compares_engine_with_plain_generate() -> None:
     assert ours["ratio_vs_plain_generate"] > 0 and ours["peak_gib"] > 0
 
 
-def test_training_bench_reports_mfu_and_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(baselines, "TRAIN_STEPS", 4)
-    monkeypatch.setattr(baselines, "FIRST_TIMED_STEP", 2)
-    monkeypatch.setattr(measure, "TRAIN_VARIANTS", {})
+def test_training_bench_times_slscale_trains_path_alone_and_side_by_side(tmp_path: Path) -> None:
     source = measure.ModelSource("0.5b", random_weights=True)
-    records = measure.bench_training([source], workdir=tmp_path, with_unsloth=False)
-    ours = next(r for r in records if r.get("engine") == "trl-fast")
-    assert "error" not in ours, records
-    assert ours["speed"]["gradient_checkpointing"] is False
-    assert 0 < ours["mfu"] < 1 and ours["ratio_vs_trl_default"] > 0
+    records = measure.bench_training([source], workdir=tmp_path, with_unsloth=False, steps=8)
+    by_variant = {r.get("variant", r.get("engine")): r for r in records}
+    assert not [r for r in records if "error" in r], records
+    alone, beside = by_variant["default"], by_variant["side-by-side-4"]
+    assert alone["engine"] == "slscale-train" and alone["steady_steps"] == 3 and alone["rows"] == 3 * 60
+    assert alone["batches"]["gradient_checkpointing"] is False and alone["epoch_end_s"] > 0
+    assert 0 < alone["mfu"] < 1 and alone["ratio_vs_trl_default"] > 0
+    assert beside["trainings"] == 4 and len(beside["each_rows_per_s"]) == 4 and beside["rows_per_s"] > 0

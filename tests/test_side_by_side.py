@@ -1,0 +1,89 @@
+"""Several conditions of a size trained at once (the local executor's shared-GPU jobs) on `tiny`: a
+condition trained beside another is exactly the condition trained alone; the bench times that path."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sl_scaling.bench import data, train_path
+from sl_scaling.context import make_context
+from sl_scaling.executors.base import Job
+from sl_scaling.executors.local import LocalExecutor
+from sl_scaling.files import atomic_write_jsonl
+from sl_scaling.pipeline import RunOptions, run_job
+from sl_scaling.progress import NullReporter
+from sl_scaling.state import DONE, JobKey
+from sl_scaling.training.data import build_dataset, load_rows
+
+ROWS = 40
+OPTIONS = RunOptions(epochs=2, samples=8, push=False)
+
+
+def train(workdir: Path, conditions: tuple[str, ...], gpus: float) -> dict[str, dict]:
+    """Train `conditions` of tiny through the local executor and `slscale run`'s own job function;
+    returns, per condition, its final adapter tensors, epoch records and train-stage times."""
+    ctx = make_context(workdir)
+    for condition in conditions:
+        atomic_write_jsonl(ctx.layout.filtered_jsonl("tiny", condition), data.filtered_rows(ROWS, seed=3))
+    jobs = [Job("train", "tiny", (c,), OPTIONS.run, gpus=gpus) for c in conditions]
+    outcomes = LocalExecutor().execute(ctx, jobs, partial(run_job, options=OPTIONS), NullReporter())
+    assert [o.status for o in outcomes] == [DONE] * len(conditions), outcomes
+    found = {}
+    with ctx.state() as state:
+        for condition in conditions:
+            key = JobKey(OPTIONS.run, "tiny", condition)
+            final = ctx.layout.final_checkpoint("tiny", condition)
+            found[condition] = {
+                "adapter": load_file(final / "adapter_model.safetensors"),
+                "epochs": [(e.epoch, e.train_loss, e.target_rate) for e in state.epochs(key)],
+                "stage": state.stage(key, "train"),
+            }
+    return found
+
+
+def assert_same_training(alone: dict, beside: dict, **tolerance: float) -> None:
+    assert len(beside["epochs"]) == len(alone["epochs"])
+    for theirs, ours in zip(beside["epochs"], alone["epochs"], strict=True):  # (epoch, loss, target rate)
+        assert theirs == pytest.approx(ours, rel=tolerance["rtol"], abs=tolerance["atol"])
+    assert alone["adapter"].keys() == beside["adapter"].keys()
+    for name, tensor in alone["adapter"].items():
+        torch.testing.assert_close(beside["adapter"][name], tensor, **tolerance)
+
+
+def test_a_condition_trained_beside_another_equals_it_trained_alone(tmp_path: Path, tiny_model: Path) -> None:
+    alone = train(tmp_path / "alone", ("dolphin",), gpus=1)["dolphin"]
+    both = train(tmp_path / "beside", ("dolphin", "eagle"), gpus=0.5)
+    assert_same_training(alone, both["dolphin"], rtol=0, atol=0)
+    dolphin, eagle = both["dolphin"]["stage"], both["eagle"]["stage"]
+    assert dolphin.started_at < eagle.finished_at and eagle.started_at < dolphin.finished_at  # at once
+
+
+def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) -> None:
+    run = train_path.PathRun(
+        "tiny",
+        random_weights=False,
+        model_path=str(tiny_model),
+        steps=7,
+        config_changes={"batch_size": 4, "grad_accum": 1, "eval_samples": 8},
+    )
+    record = train_path.one_at_a_time(tmp_path, run)
+    assert (record["engine"], record["default"], record["steady_steps"]) == ("slscale-train", True, 2)
+    assert record["rows"] == 2 * 4 and record["batches"]["micro_batch"] == 4
+    # tokens counted from the rows' own token counts, as the training stage recorded them
+    from transformers import AutoTokenizer
+
+    layout = make_context(tmp_path / "tiny-default").layout
+    rows = load_rows(layout.filtered_jsonl("tiny", run.condition), max_rows=28)
+    dataset = build_dataset(
+        AutoTokenizer.from_pretrained(tiny_model), rows, max_length=500, loss="completion"
+    )
+    per_row = sum(len(ids) for ids in dataset["input_ids"]) / len(dataset)
+    assert record["tokens_per_row"] == pytest.approx(per_row, abs=0.05)
+    assert abs(record["tokens"] - record["rows"] * per_row) <= 1
+    assert record["epoch_end_s"] > 0 and record["seconds"] > 0 and 0 < record["mfu"] < 1
+    assert (layout.final_checkpoint("tiny", run.condition) / "adapter_model.safetensors").exists()
