@@ -85,5 +85,5 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
     per_row = sum(len(ids) for ids in dataset["input_ids"]) / len(dataset)
     assert record["tokens_per_row"] == pytest.approx(per_row, abs=0.05)
     assert abs(record["tokens"] - record["rows"] * per_row) <= 1
-    assert record["epoch_end_s"] > 0 and record["seconds"] > 0 and 0 < record["mfu"] < 1
+    assert record["epoch_end_s"] > 0 and record["seconds"] > 0
     assert (layout.final_checkpoint("tiny", run.condition) / "adapter_model.safetensors").exists()
