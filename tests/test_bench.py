@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sl_scaling import estimates
-from sl_scaling.bench import data, measure, projection, shapes
+from sl_scaling.bench import data, metrics, projection, shapes
 from sl_scaling.catalog import CONDITIONS, REAL_SIZES
 from sl_scaling.numbers import reject_reasons
 from sl_scaling.training.speed import TrainingSpeed, plan_batches
@@ -56,7 +56,7 @@ def test_synthetic_rows_pass_the_filter_and_cover_every_condition() -> None:
 
 def test_mfu_counts_four_n_t() -> None:
     # 7b at 13,038 tokens/s: 4 × 7.6147e9 × 13,038 / 790e12 = 50.3%
-    assert measure.mfu(shapes.parameter_count("7b"), 13_038.1) == pytest.approx(0.5027, abs=1e-4)
+    assert metrics.mfu(shapes.parameter_count("7b"), 13_038.1) == pytest.approx(0.5027, abs=1e-4)
 
 
 def _result(size: str, phase: str, rows_per_s: float, **extra: object) -> dict:

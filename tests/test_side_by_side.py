@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from sl_scaling.bench import data, train_path
+from sl_scaling.bench.measure import ModelSource
 from sl_scaling.context import make_context
 from sl_scaling.executors.base import Job
 from sl_scaling.executors.local import LocalExecutor
@@ -66,6 +67,7 @@ def test_a_condition_trained_beside_another_equals_it_trained_alone(tmp_path: Pa
 def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) -> None:
     run = train_path.PathRun(
         "tiny",
+        ModelSource("tiny", random_weights=False, path=str(tiny_model)).parameters,
         random_weights=False,
         model_path=str(tiny_model),
         steps=7,

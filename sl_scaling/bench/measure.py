@@ -7,7 +7,6 @@ are not (yet) the default are recorded beside it with `"default": false`, so the
 
 from __future__ import annotations
 
-import gc
 import time
 import traceback
 from collections.abc import Callable
@@ -17,29 +16,13 @@ from typing import Any
 
 from sl_scaling.bench import baselines, data, shapes, train_path
 from sl_scaling.bench.baselines import Run
+from sl_scaling.bench.metrics import GIB, free_memory, mfu, peak_bytes
 from sl_scaling.engines.base import Sampling
 from sl_scaling.training.config import TrainConfig
 
-#: Dense bf16 FLOP/s of one H200 measured in a large matmul (shared/device/README.md).
-PEAK_FLOPS = 790e12
-GIB = 2**30
 GEN_NEW_TOKENS = 48  # a valid answer is ≤ ~45 tokens with its end-of-turn; random weights never stop early
 EVAL_SAMPLES, EVAL_NEW_TOKENS = 100, 16
 PLAIN_BATCH = 1024
-
-
-def mfu(parameters: int, tokens_per_s: float, peak_flops: float = PEAK_FLOPS) -> float:
-    """Model FLOPs utilisation of LoRA training, counting 4·N·T (forward 2NT + input gradients 2NT)."""
-    return 4 * parameters * tokens_per_s / peak_flops
-
-
-def free_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
 
 
 def record(size: str, phase: str, engine: str, run: Run, **fields: Any) -> dict[str, Any]:
@@ -130,12 +113,6 @@ def engine_run(engine: Any, requests: list, max_new_tokens: int, seed: int | Non
         tokens=sum(g.completion_tokens for g in generations),
         seconds=time.perf_counter() - start,
     )
-
-
-def peak_bytes() -> int:
-    import torch
-
-    return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
 
 
 def bench_generation(
@@ -275,7 +252,10 @@ def bench_training(
         records.extend(guarded(label, fn))
         checkpoint(records)
 
-    paths = {s.size: train_path.PathRun(s.size, s.random_weights, s.path, steps=steps) for s in sources}
+    paths = {
+        s.size: train_path.PathRun(s.size, s.parameters, s.random_weights, s.path, steps=steps)
+        for s in sources
+    }
     for size, path in paths.items():
         take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p))
         if side_by_side and (trainings := trainings_per_gpu(size)) > 1:

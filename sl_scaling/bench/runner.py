@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sl_scaling.bench import measure, projection
+from sl_scaling.bench import measure, metrics, projection
 from sl_scaling.bench.variants import generation_variants
 
 PHASES = ("gen", "eval", "train")
@@ -95,7 +95,7 @@ def run_bench(
                 _log_last(results, log)
                 checkpoint(_record(results, random_weights))
             del model
-            measure.free_memory()
+            metrics.free_memory()
             if vllm and random_weights:
                 done = list(results)
                 results += _bench_vllm(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sl_scaling.bench import baselines, data, shapes
 from sl_scaling.bench.baselines import Run
+from sl_scaling.bench.metrics import GIB, free_memory, mfu, peak_bytes
 from sl_scaling.context import Context, make_context
 from sl_scaling.executors.base import Job
 from sl_scaling.progress import NullReporter, Reporter
@@ -51,6 +52,7 @@ class PathRun:
     """One timed training on the real path; the changes are a variant's (default: none)."""
 
     size: str
+    parameters: int  #: N in MFU's 4·N·T
     random_weights: bool
     model_path: str | None = None
     condition: str = CONDITIONS[0]
@@ -75,7 +77,6 @@ def bench_context(workdir: Path) -> Context:
 
 def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) -> dict[str, Any]:
     """Write the rows, train one epoch through `train_condition`, and return the timed figures."""
-    from sl_scaling.bench.measure import GIB, free_memory, mfu, peak_bytes
     from sl_scaling.files import atomic_write_jsonl
     from sl_scaling.stages.train import STAGE, train_condition
 
@@ -111,7 +112,6 @@ def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) 
     steps, start, end = clock.steady(WARMUP_STEPS)
     rows = steps * config.effective_batch
     timed = Run(rows=rows, tokens=round(rows * tokens_per_row), seconds=end - start, peak_bytes=peak_bytes())
-    parameters = _parameters(run)
     return {
         "size": run.size,
         "phase": "train",
@@ -121,7 +121,7 @@ def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) 
         "condition": run.condition,
         "rows_per_s": round(timed.rows_per_s, 3),
         "tokens_per_s": round(timed.tokens_per_s, 1),
-        "mfu": round(mfu(parameters, timed.tokens_per_s), 4),
+        "mfu": round(mfu(run.parameters, timed.tokens_per_s), 4),
         "peak_gib": round(timed.peak_bytes / GIB, 2),
         "rows": timed.rows,
         "tokens": timed.tokens,
@@ -137,14 +137,6 @@ def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) 
         "window": [start, end],
         "step_ends": clock.ends,
     }
-
-
-def _parameters(run: PathRun) -> int:
-    if run.random_weights:
-        return shapes.parameter_count(run.size)
-    from sl_scaling.bench.measure import ModelSource
-
-    return ModelSource(run.size, random_weights=False, path=run.model_path).parameters
 
 
 def one_at_a_time(workdir: Path, run: PathRun) -> dict[str, Any]:
@@ -166,7 +158,6 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
 
     Aggregate rows/s: the timed steps of all trainings that end inside the window where all of them are
     past warm-up and none has finished, over that window's length."""
-    from sl_scaling.bench.measure import mfu
     from sl_scaling.executors.local import LocalExecutor
 
     ctx = bench_context(workdir / f"{run.size}-side-by-side-{trainings}")
@@ -197,7 +188,7 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
         "trainings": trainings,
         "rows_per_s": round(rows / seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
-        "mfu": round(mfu(_parameters(run), tokens / seconds), 4),
+        "mfu": round(mfu(run.parameters, tokens / seconds), 4),
         "rows": rows,
         "tokens": tokens,
         "seconds": round(seconds, 3),
