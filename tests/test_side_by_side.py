@@ -30,7 +30,10 @@ def train(workdir: Path, conditions: tuple[str, ...], gpus: float) -> dict[str, 
     returns, per condition, its final adapter tensors, epoch records and train-stage times."""
     ctx = make_context(workdir)
     for condition in conditions:
-        atomic_write_jsonl(ctx.layout.filtered_jsonl("tiny", condition), data.filtered_rows(ROWS, seed=3))
+        atomic_write_jsonl(
+            ctx.layout.filtered_jsonl(JobKey(OPTIONS.run, "tiny", condition)),
+            data.filtered_rows(ROWS, seed=3),
+        )
     jobs = [Job("train", "tiny", (c,), OPTIONS.run, gpus=gpus) for c in conditions]
     outcomes = LocalExecutor().execute(ctx, jobs, partial(run_job, options=OPTIONS), NullReporter())
     assert [o.status for o in outcomes] == [DONE] * len(conditions), outcomes
@@ -38,7 +41,7 @@ def train(workdir: Path, conditions: tuple[str, ...], gpus: float) -> dict[str, 
     with ctx.state() as state:
         for condition in conditions:
             key = JobKey(OPTIONS.run, "tiny", condition)
-            final = ctx.layout.final_checkpoint("tiny", condition)
+            final = ctx.layout.final_checkpoint(key)
             found[condition] = {
                 "adapter": load_file(final / "adapter_model.safetensors"),
                 "epochs": [(e.epoch, e.train_loss, e.target_rate) for e in state.epochs(key)],
@@ -80,7 +83,7 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
     from transformers import AutoTokenizer
 
     layout = make_context(tmp_path / "tiny-default").layout
-    rows = load_rows(layout.filtered_jsonl("tiny", run.condition), max_rows=28)
+    rows = load_rows(layout.filtered_jsonl(JobKey(1, "tiny", run.condition)), max_rows=28)
     dataset = build_dataset(
         AutoTokenizer.from_pretrained(tiny_model), rows, max_length=500, loss="completion"
     )
@@ -88,4 +91,4 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
     assert record["tokens_per_row"] == pytest.approx(per_row, abs=0.05)
     assert abs(record["tokens"] - record["rows"] * per_row) <= 1
     assert record["epoch_end_s"] > 0 and record["seconds"] > 0
-    assert (layout.final_checkpoint("tiny", run.condition) / "adapter_model.safetensors").exists()
+    assert (layout.final_checkpoint(JobKey(1, "tiny", run.condition)) / "adapter_model.safetensors").exists()

@@ -87,7 +87,7 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
     assert stage.status == DONE and stage.counts["epochs"] == 2
     # Throughput counts the rows' own tokens: every token of every row, once per epoch.
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    rows = load_rows(layout.filtered_jsonl("tiny", "dolphin"), max_rows=10_000)
+    rows = load_rows(layout.filtered_jsonl(KEY), max_rows=10_000)
     dataset = build_dataset(tokenizer, rows, max_length=500, loss="completion")
     row_tokens = sum(len(ids) for ids in dataset["input_ids"])
     assert (stage.throughput["rows"], stage.throughput["tokens"]) == (2 * len(dataset), 2 * row_tokens)

@@ -82,9 +82,7 @@ def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) 
 
     config = run.config()
     key = JobKey(1, run.size, run.condition)
-    atomic_write_jsonl(
-        ctx.layout.filtered_jsonl(run.size, run.condition), data.filtered_rows(config.max_rows)
-    )
+    atomic_write_jsonl(ctx.layout.filtered_jsonl(key), data.filtered_rows(config.max_rows))
     backend = RandomWeightsBackend(run.size) if run.random_weights else TrlBackend()
     model = run.model_path or f"random-weight Qwen2.5-{run.size}"
     clock = baselines.step_clock()
