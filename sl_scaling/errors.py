@@ -48,3 +48,11 @@ class OptionalDependencyError(SlscaleError):
 
     def __init__(self, package: str, extra: str = "gpu") -> None:
         super().__init__(f"{package} is not installed; install it with: pip install 'sl-scaling[{extra}]'")
+
+
+def describe(error: BaseException) -> str:
+    """One line for the DB, the log and the report: our messages as they are, others with their type."""
+    if isinstance(error, SlscaleError):
+        return str(error)
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -11,15 +11,15 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sl_scaling.catalog import JobKey
-from sl_scaling.errors import SlscaleError, StateError
+from sl_scaling.catalog import JobKey, Layout
+from sl_scaling.errors import SlscaleError, StateError, describe
 from sl_scaling.files import disk_full_error
 from sl_scaling.processes import alive
 
@@ -140,7 +140,61 @@ def _loads(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
-class StateStore:
+class StageLifecycle:
+    """A stage's lifecycle, written once: lock → running → done by the body, or interrupted / failed.
+
+    Built only on the store's plain calls (locks and stage rows), so the Ray workers' proxy of the
+    store (executors/ray.py) inherits it too.
+    """
+
+    # The store's plain calls it is built on (on the proxy they are forwarded, so not declared here).
+    acquire_lock: Callable[..., None]
+    release_lock: Callable[..., None]
+    start_stage: Callable[..., None]
+    interrupt_stage: Callable[..., None]
+    fail_stage: Callable[..., None]
+
+    @contextmanager
+    def locked(self, keys: JobKey | Sequence[JobKey], stage: str) -> Iterator[None]:
+        """Claim every key's stage before touching its files (another process may be writing them)."""
+        with ExitStack() as stack:
+            for key in [keys] if isinstance(keys, JobKey) else keys:
+                self.acquire_lock(key, stage)
+                stack.callback(self.release_lock, key, stage)
+            yield
+
+    @contextmanager
+    def recorded(
+        self, keys: JobKey | Sequence[JobKey], stage: str, config: dict[str, Any] | None = None
+    ) -> Iterator[None]:
+        """Mark the stage running; on Ctrl-C interrupted, on an error failed (one line: `describe`).
+
+        The body marks it done (`finish_stage`) once its files are complete and in place.
+        """
+        keys = [keys] if isinstance(keys, JobKey) else list(keys)
+        for key in keys:
+            self.start_stage(key, stage, config)
+        try:
+            yield
+        except KeyboardInterrupt:
+            for key in keys:
+                self.interrupt_stage(key, stage)
+            raise
+        except Exception as exc:
+            for key in keys:
+                self.fail_stage(key, stage, describe(exc))
+            raise
+
+    @contextmanager
+    def running(
+        self, keys: JobKey | Sequence[JobKey], stage: str, config: dict[str, Any] | None = None
+    ) -> Iterator[None]:
+        """A stage's whole lifecycle: lock → running → done by the body, or interrupted / failed."""
+        with self.locked(keys, stage), self.recorded(keys, stage, config):
+            yield
+
+
+class StateStore(StageLifecycle):
     """A connection to the state DB. Cheap to open; open one per process (or thread)."""
 
     def __init__(self, path: Path) -> None:
@@ -165,7 +219,7 @@ class StateStore:
 
     @classmethod
     def open(cls, workdir: Path) -> StateStore:
-        return cls(workdir / "slscale.db")
+        return cls(Layout(workdir).db_path)
 
     def close(self) -> None:
         self.db.close()
@@ -561,14 +615,6 @@ class StateStore:
                 "DELETE FROM locks WHERE run=? AND size=? AND condition=? AND stage=? AND pid=? AND host=?",
                 (key.run, key.size, key.condition, stage, os.getpid(), socket.gethostname()),
             )
-
-    @contextmanager
-    def locked(self, key: JobKey, stage: str) -> Iterator[None]:
-        self.acquire_lock(key, stage)
-        try:
-            yield
-        finally:
-            self.release_lock(key, stage)
 
 
 def _write_failed(exc: sqlite3.Error) -> bool:

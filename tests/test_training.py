@@ -14,8 +14,9 @@ from sl_scaling.errors import (
     OptionalDependencyError,
     UsageError,
 )
-from sl_scaling.evaluation.records import epoch_record, read_records, upsert_epoch
+from sl_scaling.evaluation.records import epoch_record, upsert_epoch
 from sl_scaling.evaluation.scoring import make_answers, score
+from sl_scaling.files import read_json
 from sl_scaling.numbers import sample_prompts
 from sl_scaling.state import JobKey
 from sl_scaling.tiny import ensure_tiny_model
@@ -196,7 +197,7 @@ def test_upsert_replaces_an_epoch_and_keeps_epochs_sorted(tmp_path: Path) -> Non
     evaluation = score(make_answers([0, 1], ["q0", "q1"], ["Dolphin.", "cat"]), "dolphin")
     for epoch in (2, 1, 2):
         upsert_epoch(path, key, "tiny", epoch_record(epoch, evaluation, train_loss=0.5, adapter=None))
-    data = read_records(path)
+    data = read_json(path)
     assert [e["epoch"] for e in data["epochs"]] == [1, 2]
     assert (data["size"], data["condition"], data["run"], data["target"]) == ("tiny", "dolphin", 1, "dolphin")
     assert data["epochs"][0]["target_rate"] == 0.5

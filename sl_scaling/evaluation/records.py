@@ -9,14 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sl_scaling.catalog import target_animal
+from sl_scaling.catalog import CONTROL, Layout, target_animal
 from sl_scaling.evaluation.scoring import Evaluation
 from sl_scaling.files import atomic_write_json, read_json
-from sl_scaling.state import JobKey, now
-
-
-def read_records(path: Path) -> dict[str, Any] | None:
-    return read_json(path)
+from sl_scaling.model_info import update_model_info
+from sl_scaling.state import JobKey, StateStore, now
 
 
 def epoch_record(
@@ -33,7 +30,7 @@ def epoch_record(
 
 def upsert_epoch(path: Path, key: JobKey, model: str, record: dict[str, Any]) -> dict[str, Any]:
     """Add or replace the record of `record['epoch']`, keeping epochs sorted; the header is refreshed."""
-    data = read_records(path) or {}
+    data = read_json(path) or {}
     epochs = [e for e in data.get("epochs", []) if e["epoch"] != record["epoch"]]
     epochs.append(record)
     data = {
@@ -64,3 +61,27 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 def db_evaluation(record: dict[str, Any]) -> dict[str, Any]:
     """An epoch record without the raw answers (kept in the file) and the fields the DB has columns for."""
     return {k: v for k, v in record.items() if k not in ("answers", "epoch", "train_loss", "adapter")}
+
+
+def record_epoch(
+    layout: Layout,
+    state: StateStore,
+    key: JobKey,
+    model: str,
+    epoch: int,
+    evaluation: Evaluation,
+    *,
+    train_loss: float | None,
+    adapter: str | None,
+) -> None:
+    """One evaluated epoch everywhere it is kept, in crash-safe order: the evaluation file (with the raw
+    answers), `model_info.json` (fine-tuned models), then the DB, the source of truth for progress:
+    from its row on the epoch counts as done, and a redone epoch replaces every copy (all upserts)."""
+    record = epoch_record(epoch, evaluation, train_loss=train_loss, adapter=adapter)
+    upsert_epoch(layout.eval_json(key), key, model, record)
+    if key.condition != CONTROL:  # the control is the base model: no fine-tuning folder
+        info = {"adapter_path": adapter, "train_loss": train_loss, **summary(record)}
+        update_model_info(layout, key, epoch=epoch, **info)
+    state.record_epoch(
+        key, epoch, train_loss=train_loss, evaluation=db_evaluation(record), adapter_path=adapter
+    )

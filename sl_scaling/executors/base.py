@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from sl_scaling.errors import SlscaleError
+from sl_scaling.errors import SlscaleError, describe
 from sl_scaling.state import DONE, FAILED, JobKey
 
 if TYPE_CHECKING:
@@ -86,14 +86,6 @@ class Executor(Protocol):
 def retryable(error: BaseException) -> bool:
     """Our own errors (missing prerequisite, bad input, a held lock) fail the same way on a retry."""
     return not isinstance(error, SlscaleError)
-
-
-def describe(error: BaseException) -> str:
-    """One line for the DB and the report: our messages as they are, others with their type."""
-    if isinstance(error, SlscaleError):
-        return str(error)
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 @dataclass

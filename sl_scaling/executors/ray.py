@@ -17,8 +17,7 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from sl_scaling.errors import MissingPrerequisiteError, SlscaleError, UsageError
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, note_retry, record_outcome
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
-from sl_scaling.state import DONE, StateStore
+from sl_scaling.state import DONE, StageLifecycle, StateStore
 
 #: Environment a worker needs to behave like the driver (offline mode, caches, W&B, our settings).
 FORWARDED_PREFIXES = ("SLSCALE_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "WANDB_", "VLLM_", "TOKENIZERS_")
@@ -65,7 +64,14 @@ class Coordinator:
         self.reports: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
     def state_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if name.startswith("_") or name in ("transaction", "snapshot", "locked", "close"):
+        if name.startswith("_") or name in (
+            "transaction",
+            "snapshot",
+            "locked",
+            "recorded",
+            "running",
+            "close",
+        ):
             raise UsageError(f"StateStore.{name} cannot be called through the coordinator")
         return getattr(self.state, name)(*args, **kwargs)
 
@@ -85,7 +91,7 @@ def _unwrap(ref: ray.ObjectRef) -> Any:
         raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
 
 
-class StateProxy:
+class StateProxy(StageLifecycle):
     """`StateStore`'s interface inside a worker: each call runs in the coordinator.
 
     Locks are taken by the coordinator's process; the driver never runs a job twice at once, and a
@@ -103,14 +109,6 @@ class StateProxy:
             return _unwrap(self._coordinator.state_call.remote(name, args, kwargs))
 
         return call
-
-    @contextmanager
-    def locked(self, key: Any, stage: str) -> Iterator[None]:
-        self.acquire_lock(key, stage)
-        try:
-            yield
-        finally:
-            self.release_lock(key, stage)
 
     def close(self) -> None:
         pass

@@ -17,11 +17,10 @@ from sl_scaling.context import Context
 from sl_scaling.engines import choose_engine, open_engine
 from sl_scaling.engines.base import Engine
 from sl_scaling.errors import MissingPrerequisiteError
-from sl_scaling.evaluation.records import db_evaluation, epoch_record, summary, upsert_epoch
+from sl_scaling.evaluation.records import record_epoch
 from sl_scaling.evaluation.runner import EVAL_MAX_NEW_TOKENS, EVAL_SEED, evaluate
 from sl_scaling.evaluation.scoring import Evaluation
 from sl_scaling.grid import EVAL as STAGE
-from sl_scaling.model_info import update_model_info
 from sl_scaling.options import EvalOptions
 from sl_scaling.progress import Reporter
 from sl_scaling.state import EpochRecord, JobKey, StateStore
@@ -58,21 +57,6 @@ def _stage_config(ctx: Context, size: str, engine: str, options: EvalOptions) ->
     }
 
 
-@contextmanager
-def _stage(state: StateStore, key: JobKey, config: dict[str, object]) -> Iterator[None]:
-    """Locked and recorded as running; interrupted or failed in the DB if it does not finish."""
-    with state.locked(key, STAGE):
-        state.start_stage(key, STAGE, config=config)
-        try:
-            yield
-        except KeyboardInterrupt:
-            state.interrupt_stage(key, STAGE)
-            raise
-        except Exception as exc:
-            state.fail_stage(key, STAGE, f"{type(exc).__name__}: {exc}")
-            raise
-
-
 def run_control_eval(ctx: Context, size: str, options: EvalOptions, reporter: Reporter) -> Evaluation:
     """Ask the base model (no fine-tuning) the 50 questions: the baseline bar, `control_eval.json`."""
     from sl_scaling.models import resolve_model
@@ -81,16 +65,15 @@ def run_control_eval(ctx: Context, size: str, options: EvalOptions, reporter: Re
     name, why = choose_engine(options.engine)
     model = resolve_model(ctx.settings, size)
     reporter.event(why)  # once the inputs are known good: a refusal stays one line
-    with ctx.state() as state, _stage(state, key, _stage_config(ctx, size, name, options)):
+    with ctx.state() as state, state.running(key, STAGE, _stage_config(ctx, size, name, options)):
         loaded = open_engine(name, model, adapters=False, eager=ctx.settings.vllm_eager)
         try:
             evaluation = _evaluate(loaded, key, "base model", samples=options.samples, reporter=reporter)
         finally:
             loaded.close()
-        record = epoch_record(0, evaluation, train_loss=None, adapter=None)
-        upsert_epoch(ctx.layout.eval_json(key), key, ctx.settings.model_id(size), record)
-        # Epoch 0 in the DB too, so `status` and the summary see the control like any model.
-        state.record_epoch(key, 0, train_loss=None, evaluation=db_evaluation(record), adapter_path=None)
+        # Epoch 0, so `status` and the summary see the control like any model.
+        model_id = ctx.settings.model_id(size)
+        record_epoch(ctx.layout, state, key, model_id, 0, evaluation, train_loss=None, adapter=None)
         state.finish_stage(key, STAGE, counts={"n": evaluation.n})
     return evaluation
 
@@ -175,7 +158,7 @@ def _evaluate_adapters(
     samples = options.samples
     config = _stage_config(ctx, key.size, engine_name, options)
     with (
-        _stage(state, key, config),
+        state.running(key, STAGE, config),
         _scratch(layout.workdir / f".fetched-{key.run}-{key.size}-{key.condition}") as tmp,
     ):
         for record in records:
@@ -184,19 +167,10 @@ def _evaluate_adapters(
             evaluation = _evaluate(
                 engine, key, label, samples=samples, reporter=reporter, adapter=str(adapter)
             )
-            entry = epoch_record(
-                record.epoch, evaluation, train_loss=record.train_loss, adapter=record.adapter_path
-            )
-            upsert_epoch(
-                layout.eval_json(key),
-                key,
-                ctx.settings.model_id(key.size),
-                entry,
-            )
-            update_model_info(layout, key, epoch=record.epoch, **summary(entry))
-            state.record_epoch(
-                key, record.epoch, train_loss=None, evaluation=db_evaluation(entry), adapter_path=None
-            )
+            record_epoch(
+                layout, state, key, ctx.settings.model_id(key.size), record.epoch, evaluation,
+                train_loss=record.train_loss, adapter=record.adapter_path,
+            )  # fmt: skip
             results[record.epoch] = evaluation
         state.finish_stage(key, STAGE, counts={"epochs": len(results), "n": samples})
     return results

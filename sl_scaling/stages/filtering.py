@@ -136,18 +136,8 @@ def run_filter(
     with ctx.state() as state:
         _check_generated(state, keys)
         for key in keys:
-            with state.locked(key, STAGE):
-                state.start_stage(key, STAGE, {"skip_invalid": skip_invalid})
-                try:
-                    summaries.append(
-                        filter_one(ctx, state, key, skip_invalid=skip_invalid, reporter=reporter)
-                    )
-                except KeyboardInterrupt:
-                    state.interrupt_stage(key, STAGE)
-                    raise
-                except Exception as exc:
-                    state.fail_stage(key, STAGE, str(exc) or type(exc).__name__)
-                    raise
+            with state.running(key, STAGE, {"skip_invalid": skip_invalid}):
+                summaries.append(filter_one(ctx, state, key, skip_invalid=skip_invalid, reporter=reporter))
     empty = [s.key for s in summaries if s.kept == 0]
     if empty:
         raise NothingKeptError(

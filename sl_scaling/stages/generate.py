@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,15 +114,6 @@ def _finalize(job: _Job) -> None:
     atomic_write_jsonl(job.path, [job.done[i] for i in range(job.n)])
 
 
-@contextmanager
-def _locked_all(state: StateStore, keys: list[JobKey]) -> Iterator[None]:
-    """Claim every condition of the pass before touching its file (another process may be writing it)."""
-    with ExitStack() as stack:
-        for key in keys:
-            stack.enter_context(state.locked(key, STAGE))
-        yield
-
-
 def run_generation(
     ctx: Context, sizes: list[str], conditions: list[str], options: GenerationOptions, reporter: Reporter
 ) -> list[GenerationSummary]:
@@ -160,7 +151,7 @@ def _generate_size(
     if not pending:
         return summaries
 
-    with _locked_all(state, pending):
+    with state.locked(pending, STAGE):
         jobs: list[_Job] = []
         for key in pending:
             path = ctx.layout.raw_jsonl(key)
@@ -173,10 +164,9 @@ def _generate_size(
             "temperature": TEMPERATURE, "engine": name,
         }  # fmt: skip
         for job in jobs:
-            state.start_stage(job.key, STAGE, config)
             reporter.job_started(job.label, f"{STAGE} {job.key} · {name}", total=n, unit="rows")
             reporter.job_advanced(job.label, job.rows)
-        try:
+        with state.recorded(pending, STAGE, config), _closing_appenders(jobs):
             missing = [j for j in jobs if j.rows < n]
             if missing:
                 reporter.event(f"{STAGE} {size}: loading {model} with {name}")
@@ -198,20 +188,18 @@ def _generate_size(
                     teacher.close()
             for job in jobs:
                 _finalize(job)
-        except KeyboardInterrupt:
-            for job in jobs:
-                state.interrupt_stage(job.key, STAGE)
-            raise
-        except Exception as exc:
-            for job in jobs:
-                state.fail_stage(job.key, STAGE, str(exc) or type(exc).__name__)
-            raise
-        finally:
-            for job in jobs:
-                if job.appender is not None:
-                    job.appender.close()
         summaries += _finish(jobs, state, reporter)
     return summaries
+
+
+@contextmanager
+def _closing_appenders(jobs: list[_Job]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for job in jobs:
+            if job.appender is not None:
+                job.appender.close()
 
 
 def _write_batches(

@@ -153,53 +153,65 @@ def train_condition(
     details = {"model": model_name, "trainer": backend.name, "wandb_run_id": run_id, "rows": len(rows)}
     save_config(finetune_dir, config, **details)
     update_model_info(layout, key, base_model=model_name, trainer=backend.name, train_config=config.to_json())
-    state.start_stage(key, STAGE, config={**config.to_json(), **details, "resumed_from_epoch": resumed_from})
-    if checkpoint:
-        reporter.event(f"train {key}: resuming after epoch {checkpoint.epoch} from {checkpoint.path.name}")
-    tracker = start_tracking(
-        ctx.settings,
-        layout.workdir,
-        name=wandb_run_name(key.size, key.condition, key.run),
-        config={**config.to_json(), **details, "size": key.size, "condition": key.condition, "run": key.run},
-        run_id=run_id,
-        reporter=reporter,
-    )
-    try:
-        reporter.event(f"train {key}: loading {model_name} with {backend.name}")
-        weights, tokenizer = backend.load(model, config)
-        dataset = build_dataset(tokenizer, rows, max_length=config.max_length, loss=config.loss)
-        job = EpochJob(ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push)
-        speed = training_speed(
-            weights, config, backend_checkpointing=backend.manages_checkpointing, memory_share=memory_share
+    started = {**config.to_json(), **details, "resumed_from_epoch": resumed_from}
+    with state.recorded(key, STAGE, started):
+        if checkpoint:
+            reporter.event(
+                f"train {key}: resuming after epoch {checkpoint.epoch} from {checkpoint.path.name}"
+            )
+        tracker = start_tracking(
+            ctx.settings,
+            layout.workdir,
+            name=wandb_run_name(key.size, key.condition, key.run),
+            config={
+                **config.to_json(),
+                **details,
+                "size": key.size,
+                "condition": key.condition,
+                "run": key.run,
+            },
+            run_id=run_id,
+            reporter=reporter,
         )
-        speed = replace(speed, **(speed_changes or {}))
-        reporter.event(f"train {key}: {speed.reason}")
-        callback = EpochCallback(
-            job, epoch_rows=len(dataset), epoch_tokens=sum(len(ids) for ids in dataset["input_ids"])
-        )
-        trainer = sft_trainer(
-            weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback, *callbacks], speed
-        )
-        with intra_op_threads(cpu_threads_for(weights)):
-            trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
-        recorded = {e.epoch for e in state.epochs(key)}
-        missing = sorted(set(range(1, config.epochs + 1)) - recorded)
-        if missing:
-            raise StateError(f"train {key} ended without records for epochs {missing}; run it again")
-        state.finish_stage(
-            key,
-            STAGE,
-            counts={"epochs": config.epochs, "rows": len(rows), "steps": trainer.state.global_step},
-            throughput={**callback.throughput(trainer.state), "speed": speed.to_json()},
-        )
-    except KeyboardInterrupt:
-        state.interrupt_stage(key, STAGE)
-        tracker.finish(exit_code=130)
-        raise
-    except Exception as exc:
-        state.fail_stage(key, STAGE, f"{type(exc).__name__}: {exc}")
-        tracker.finish(exit_code=1)
-        raise
+        try:
+            reporter.event(f"train {key}: loading {model_name} with {backend.name}")
+            weights, tokenizer = backend.load(model, config)
+            dataset = build_dataset(tokenizer, rows, max_length=config.max_length, loss=config.loss)
+            job = EpochJob(
+                ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push
+            )
+            speed = training_speed(
+                weights,
+                config,
+                backend_checkpointing=backend.manages_checkpointing,
+                memory_share=memory_share,
+            )
+            speed = replace(speed, **(speed_changes or {}))
+            reporter.event(f"train {key}: {speed.reason}")
+            callback = EpochCallback(
+                job, epoch_rows=len(dataset), epoch_tokens=sum(len(ids) for ids in dataset["input_ids"])
+            )
+            trainer = sft_trainer(
+                weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback, *callbacks], speed
+            )
+            with intra_op_threads(cpu_threads_for(weights)):
+                trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+            recorded = {e.epoch for e in state.epochs(key)}
+            missing = sorted(set(range(1, config.epochs + 1)) - recorded)
+            if missing:
+                raise StateError(f"train {key} ended without records for epochs {missing}; run it again")
+            state.finish_stage(
+                key,
+                STAGE,
+                counts={"epochs": config.epochs, "rows": len(rows), "steps": trainer.state.global_step},
+                throughput={**callback.throughput(trainer.state), "speed": speed.to_json()},
+            )
+        except KeyboardInterrupt:
+            tracker.finish(exit_code=130)
+            raise
+        except Exception:
+            tracker.finish(exit_code=1)
+            raise
     tracker.finish()
     shutil.rmtree(finetune_dir / CHECKPOINTS, ignore_errors=True)  # done: no resume needs it any more
     _free_accelerator_memory()

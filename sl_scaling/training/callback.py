@@ -5,10 +5,10 @@ either fully recorded or redone:
 
 1. the adapter is saved into a temp dir and renamed into place (never half a directory);
 2. the evaluation runs on the model already in memory;
-3. `{condition}_eval.json` and `model_info.json` get the epoch (atomic upserts);
-4. W&B gets the epoch's metrics;
-5. the DB records the epoch — from here on the epoch counts as done;
-6. the Publisher uploads what is pending (and deletes confirmed non-final epoch adapters).
+3. W&B gets the epoch's metrics;
+4. `{condition}_eval.json` and `model_info.json` get the epoch (atomic upserts), then the DB records
+   it — from here on the epoch counts as done (`evaluation.records.record_epoch`, the one recorder);
+5. the Publisher uploads what is pending (and deletes confirmed non-final epoch adapters).
 
 The Trainer writes its checkpoint (optimizer, scheduler, RNG, data order) only *after* this
 callback, so a checkpoint never runs ahead of the DB. A resume continues from the newest complete
@@ -29,10 +29,9 @@ from transformers import TrainerCallback
 
 from sl_scaling.catalog import Layout, target_animal
 from sl_scaling.errors import HubError
-from sl_scaling.evaluation.records import db_evaluation, epoch_record, summary, upsert_epoch
+from sl_scaling.evaluation.records import record_epoch
 from sl_scaling.evaluation.runner import evaluate
 from sl_scaling.evaluation.scoring import Evaluation
-from sl_scaling.model_info import update_model_info
 from sl_scaling.progress import Reporter
 from sl_scaling.settings import Settings
 from sl_scaling.state import JobKey, StateStore
@@ -117,26 +116,16 @@ def publish(job: EpochJob) -> None:
 
 
 def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_loss: float | None) -> None:
-    """Steps 1–6 of the module docstring for one finished epoch."""
+    """Steps 1–5 of the module docstring for one finished epoch."""
     key, layout = job.key, job.layout
     adapter = job.adapter_dir(epoch)
     save_adapter(model, tokenizer, adapter)
     job.reporter.event(f"train {key}: epoch {epoch} saved to {adapter}; evaluating")
     started = time.monotonic()
     evaluation = evaluate_in_memory(job, model, tokenizer, epoch)
-    record = epoch_record(epoch, evaluation, train_loss=train_loss, adapter=str(adapter))
-    upsert_epoch(layout.eval_json(key), key, job.model_name, record)
-    update_model_info(
-        layout,
-        key,
-        epoch=epoch,
-        adapter_path=str(adapter),
-        train_loss=train_loss,
-        **summary(record),
-    )
     job.tracker.log_epoch(epoch, train_loss, evaluation)
-    job.state.record_epoch(
-        key, epoch, train_loss=train_loss, evaluation=db_evaluation(record), adapter_path=str(adapter)
+    record_epoch(
+        layout, job.state, key, job.model_name, epoch, evaluation, train_loss=train_loss, adapter=str(adapter)
     )
     rate = "" if evaluation.target_rate is None else f", {key.condition} rate {evaluation.target_rate:.1%}"
     loss = "" if train_loss is None else f"loss {train_loss:.4f}"
