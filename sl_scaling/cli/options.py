@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from sl_scaling.engines import ENGINES
+from sl_scaling.training.base import TRAINERS
+
 Sizes = Annotated[
     list[str],
     typer.Option("--size", "-s", help="Model size (repeatable): 0.5b 1.5b 3b 7b 14b 32b tiny, or 'all'."),
@@ -25,13 +28,11 @@ Workdir = Annotated[
 ]
 Engine = Annotated[
     str,
-    typer.Option(
-        "--engine", help="Inference engine: auto (vLLM if importable with a GPU, else hf), hf, vllm."
-    ),
+    typer.Option("--engine", help=f"Inference engine: {ENGINES.help()}."),
 ]
 Trainer = Annotated[
     str,
-    typer.Option("--trainer", help="Trainer: auto (the fastest available, says which), trl, unsloth."),
+    typer.Option("--trainer", help=f"Trainer: {TRAINERS.help()}."),
 ]
 BatchSize = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Batch size (default: engine's choice).")

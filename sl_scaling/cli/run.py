@@ -13,7 +13,6 @@ from rich.table import Table
 from sl_scaling.catalog import REAL_SIZES, parse_conditions, parse_run, parse_sizes
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
-from sl_scaling.errors import UsageError
 from sl_scaling.executors import EXECUTORS, Outcome, make_executor
 from sl_scaling.grid import FULL, TINY_DEFAULTS
 from sl_scaling.library_output import VERBOSE_ENV
@@ -91,10 +90,7 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")] = False,
     executor: Annotated[
         str,
-        typer.Option(
-            help="local: jobs one after another in this process. ray: each job a Ray task with the GPUs "
-            "it needs, many at once (needs the cluster extra; see docs/cluster.md)."
-        ),
+        typer.Option(help=f"Where jobs run: {EXECUTORS.help()}."),
     ] = "local",
     ray_address: Annotated[
         str | None,
@@ -161,8 +157,7 @@ def command(
         tensor_parallel=tensor_parallel,
         trainings_per_gpu=trainings_per_gpu,
     )
-    if executor not in EXECUTORS:
-        raise UsageError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
+    EXECUTORS.get(executor)  # an unknown name is refused before any work
     console = Console()
     if dry_run:
         with ctx.state() as state:

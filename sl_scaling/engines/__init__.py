@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from sl_scaling.catalog import SIZE_PARAMS_B
-from sl_scaling.engines.base import Engine, Generation, GenerationRequest, Sampling
-from sl_scaling.errors import MissingPrerequisiteError, OptionalDependencyError, UsageError
+from sl_scaling.engines.base import Engine, EngineLoad, Generation, GenerationRequest, Sampling
+from sl_scaling.registry import Backend, Preference, Registry
 
-ENGINES = ("auto", "hf", "vllm")
+#: Inference engines by name. To add one: a module with an `Engine` class that has
+#: `open(model, options: EngineLoad)`, and one `register` line here.
+ENGINES = Registry("engine", option="--engine")
+ENGINES.register(Backend("hf", "Hugging Face transformers", "sl_scaling.engines.hf:HFEngine"))
+ENGINES.register(
+    Backend(
+        "vllm", "vLLM", "sl_scaling.engines.vllm:VLLMEngine", package="vllm", label="vLLM", needs_cuda=True
+    )
+)
+ENGINES.prefer(Preference("vllm", "installed with a GPU", "vLLM is installed and a CUDA GPU is present"))
+#: The engine that can evaluate a model in memory, mid-training (`from_model`).
+IN_MEMORY = "hf"
 
 __all__ = [
     "ENGINES",
+    "IN_MEMORY",
     "Engine",
+    "EngineLoad",
     "Generation",
     "GenerationRequest",
     "Sampling",
@@ -22,34 +33,9 @@ __all__ = [
 ]
 
 
-def _vllm_installed() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def choose_engine(requested: str) -> tuple[str, str]:
     """The engine to use and a short sentence saying why (the CLI prints it)."""
-    name = requested.strip().lower()
-    if name not in ENGINES:
-        raise UsageError(f"unknown engine '{requested}'; valid: {', '.join(ENGINES)}")
-    if name == "hf":
-        return "hf", "engine hf: Hugging Face transformers, as requested"
-    if name == "vllm":
-        if not _vllm_installed():
-            raise OptionalDependencyError("vllm")
-        if not _cuda_available():
-            raise MissingPrerequisiteError("vLLM needs a CUDA GPU and none is visible; use --engine hf")
-        return "vllm", "engine vllm: vLLM, as requested"
-    if not _vllm_installed():
-        return "hf", "engine hf: vLLM is not installed (pip install 'sl-scaling[gpu]' for it)"
-    if not _cuda_available():
-        return "hf", "engine hf: vLLM is installed but no CUDA GPU is visible"
-    return "vllm", "engine vllm: vLLM is installed and a CUDA GPU is present"
+    return ENGINES.choose(requested)
 
 
 #: Below this many parameters one vLLM process leaves the GPU idle part of each step (its CPU side sets
@@ -82,15 +68,5 @@ def open_engine(
     `eager` starts vLLM without compilation and CUDA graphs (`SLSCALE_VLLM_EAGER`); `replicas` runs
     that many vLLM processes sharing one GPU (see `generation_replicas`).
     """
-    if name == "hf":
-        from sl_scaling.engines.hf import HFEngine
-
-        return HFEngine.load(model, batch_size=batch_size)
-    if name == "vllm":
-        from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions
-
-        options = VLLMOptions(
-            lora=adapters, tensor_parallel_size=tensor_parallel_size, enforce_eager=eager, replicas=replicas
-        )
-        return VLLMEngine.load(model, options, batch_size=batch_size)
-    raise UsageError(f"unknown engine '{name}'; valid: hf, vllm")
+    load = EngineLoad(batch_size, tensor_parallel_size, adapters, eager, replicas)
+    return ENGINES.load(name).open(model, load)

@@ -33,6 +33,20 @@ class Sampling:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """How to load a model: `tensor_parallel_size` shards vLLM over that many GPUs (HF uses one);
+    `adapters=False` promises that no request names a LoRA adapter (vLLM then runs without LoRA
+    layers); `eager` starts vLLM without compilation and CUDA graphs; `replicas` vLLM processes share
+    one GPU."""
+
+    batch_size: int | None = None
+    tensor_parallel_size: int = 1
+    adapters: bool = True
+    eager: bool = False
+    replicas: int = 1
+
+
 class Engine(Protocol):
     """Loads a model once and completes many chats.
 

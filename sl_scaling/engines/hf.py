@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from sl_scaling.engines.base import Generation, GenerationRequest, Sampling
+from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling
 from sl_scaling.engines.chat import encode_chat
 from sl_scaling.models import cpu_threads_for, default_device, default_dtype, intra_op_threads
 
@@ -78,6 +78,11 @@ class HFEngine:
         weights = AutoModelForCausalLM.from_pretrained(model, dtype=default_dtype(device), device_map=device)
         weights.eval()
         return cls(weights, tokenizer, batch_size=batch_size)
+
+    @classmethod
+    def open(cls, model: str, load: EngineLoad) -> HFEngine:
+        """The registry's factory: one device, so only the batch size applies."""
+        return cls.load(model, batch_size=load.batch_size)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, batch_size: int | None = None) -> HFEngine:

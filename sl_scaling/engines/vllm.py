@@ -22,7 +22,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sl_scaling.engines.base import Generation, GenerationRequest, Sampling
+from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling
 from sl_scaling.engines.chat import encode_chat
 from sl_scaling.errors import OptionalDependencyError
 
@@ -292,6 +292,17 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.chunk_size = batch_size or DEFAULT_CHUNK
         self.loras = LoraRegistry()
+
+    @classmethod
+    def open(cls, model: str, load: EngineLoad) -> VLLMEngine:
+        """The registry's factory."""
+        options = VLLMOptions(
+            lora=load.adapters,
+            tensor_parallel_size=load.tensor_parallel_size,
+            enforce_eager=load.eager,
+            replicas=load.replicas,
+        )
+        return cls.load(model, options, batch_size=load.batch_size)
 
     @classmethod
     def load(

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from sl_scaling.errors import OptionalDependencyError, UsageError
 from sl_scaling.executors.base import SKIPPED, Executor, Job, Outcome
+from sl_scaling.registry import Backend, Registry
 from sl_scaling.settings import Settings
 
-EXECUTORS = ("local", "ray")
+#: Executors by name. To add one: a module with a `make(settings, *, max_retries, address)` factory
+#: returning an `Executor`, and one `register` line here.
+EXECUTORS = Registry("executor", option="--executor")
+EXECUTORS.register(
+    Backend("local", "jobs one after another in this process", "sl_scaling.executors.local:make")
+)
+EXECUTORS.register(
+    Backend(
+        "ray",
+        "each job a Ray task with the GPUs it needs, many at once; see docs/cluster.md",
+        "sl_scaling.executors.ray:make",
+        package="ray",
+        label="Ray",
+        extra="cluster",
+    )
+)
 
 __all__ = ["EXECUTORS", "SKIPPED", "Executor", "Job", "Outcome", "make_executor"]
 
@@ -15,16 +30,4 @@ def make_executor(
     name: str, settings: Settings, *, max_retries: int, ray_address: str | None = None
 ) -> Executor:
     """The named executor, ready to run jobs (for `ray`: connected to, or started, a cluster)."""
-    if name == "local":
-        from sl_scaling.executors.local import LocalExecutor
-
-        return LocalExecutor(max_retries=max_retries)
-    if name == "ray":
-        try:
-            from sl_scaling.executors.ray import RayExecutor
-        except ImportError as exc:
-            if exc.name is not None and exc.name.split(".")[0] == "ray":
-                raise OptionalDependencyError("ray", extra="cluster") from None
-            raise
-        return RayExecutor(settings, address=ray_address, max_retries=max_retries)
-    raise UsageError(f"unknown executor '{name}'; valid: {', '.join(EXECUTORS)}")
+    return EXECUTORS.load(name)(settings, max_retries=max_retries, address=ray_address)

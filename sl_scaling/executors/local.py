@@ -197,3 +197,8 @@ def _worker_error(entry: _Running) -> BaseException:
     if entry.error is not None:
         return entry.error
     return RuntimeError(f"the worker for {entry.job.id} exited with code {entry.process.exitcode}")
+
+
+def make(settings: Settings, *, max_retries: int, address: str | None = None) -> LocalExecutor:
+    """The registry's factory (`address` is a cluster's; this executor has none)."""
+    return LocalExecutor(max_retries=max_retries)

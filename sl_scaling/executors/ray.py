@@ -344,3 +344,8 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
         ray.init(**init)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise MissingPrerequisiteError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+
+
+def make(settings: Settings, *, max_retries: int, address: str | None = None) -> RayExecutor:
+    """The registry's factory."""
+    return RayExecutor(settings, address=address, max_retries=max_retries)

@@ -268,10 +268,9 @@ def run_training(
     Per-epoch evaluation always uses the in-memory model through the HF engine (`engine` only
     matters for standalone `slscale eval`), so an explicit vLLM request is noted, not obeyed here.
     """
-    from sl_scaling.estimates import fastest_trainer
     from sl_scaling.models import resolve_model
 
-    name, why = choose_trainer(trainer, unsloth_faster=fastest_trainer()[0] == "unsloth")
+    name, why = choose_trainer(trainer)
     config = config.resolved()
     _quiet_libraries()
     summaries: list[TrainSummary] = []

@@ -85,10 +85,10 @@ def save_adapter(model: Any, tokenizer: Any, dest: Path) -> None:
 
 def evaluate_in_memory(job: EpochJob, model: Any, tokenizer: Any, epoch: int) -> Evaluation:
     """Evaluate the model being trained, without reloading it (the backend restores train mode)."""
-    from sl_scaling.engines.hf import HFEngine
+    from sl_scaling.engines import ENGINES, IN_MEMORY
 
     with job.backend.inference(model):
-        engine = HFEngine.from_model(model, tokenizer)
+        engine = ENGINES.load(IN_MEMORY).from_model(model, tokenizer)
         return evaluate(
             engine,
             target=target_animal(job.key.condition),
