@@ -76,8 +76,3 @@ def _out_of_memory(exc: BaseException) -> bool:
     """torch's OutOfMemoryError, checked without importing torch (a command that never loaded it has none)."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(exc, torch.OutOfMemoryError)
-
-
-def exit_with(message: str, code: int = 1) -> None:
-    error_line(message)
-    sys.exit(code)

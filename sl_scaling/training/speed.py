@@ -75,10 +75,6 @@ class TrainingSpeed:
             kwargs["max_length"] = None
         return kwargs
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `AutoModelForCausalLM.from_pretrained`."""
-        return {"attn_implementation": self.attn_implementation}
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
