@@ -76,16 +76,16 @@ def _remove_dead_temps(path: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` so that `path` is either the old file or the complete new one, never a torn mix."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` so that `path` is either the old file or the complete new one, never a torn mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_temps(path)
     with disk_errors(path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
         try:
             os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be readable like any file
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -93,6 +93,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

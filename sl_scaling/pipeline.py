@@ -351,7 +351,7 @@ def run_job(ctx: Context, job: Job, reporter: Reporter, *, options: RunOptions) 
 
             run_control_eval(ctx, job.size, options.evaluation(job.size), log)
         elif job.stage == PLOT:
-            from sl_scaling.plots import plot_size
+            from sl_scaling.charts.plots import plot_size
 
             log.event(f"plots for {job.size}: {plot_size(ctx.layout, job.size, run=options.run)}")
 
@@ -398,7 +398,7 @@ def run_grid(
 
 
 def _plot_summary(ctx: Context, options: RunOptions, reporter: Reporter) -> None:
-    from sl_scaling.plots import plot_summary
+    from sl_scaling.charts.plots import plot_summary
     from sl_scaling.summary import write_summary
 
     with ctx.state() as state:

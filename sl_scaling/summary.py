@@ -1,4 +1,4 @@
-"""Results, gathered: the evaluation files + the DB → `all_results.json`, and the one tidy table of the charts.
+"""Results, gathered: the evaluation files (read by `results.py`) + the DB → `all_results.json`, and the one tidy table of the charts.
 
 The evaluation files are the source of truth for results; the DB adds what the files do not
 hold (rows generated/kept, epochs planned, train loss and Hub repos of every epoch) and any
@@ -8,11 +8,11 @@ evaluation it recorded whose file is missing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, EXPERIMENT, SIZE_PARAMS_B, SIZES, Layout
-from sl_scaling.files import atomic_write_json, read_json
+from sl_scaling.catalog import ANIMALS, CONTROL, EXPERIMENT, SIZE_PARAMS_B, Layout
+from sl_scaling.files import atomic_write_json
+from sl_scaling.results import EvalFile, grid_order, load_eval_files
 from sl_scaling.state import DONE, StateStore, now
 
 #: Per-epoch fields copied into the summary (the raw answers stay in the evaluation files).
@@ -33,41 +33,6 @@ EPOCH_FIELDS = (
     "evaluated_at",
 )
 TIDY_COLUMNS = ("run", "size", "condition", "epoch", "animal", "share", "ci_low", "ci_high", "n", "count")
-
-
-@dataclass(frozen=True)
-class EvalFile:
-    """One `{condition}_eval.json`: a model's evaluation after every epoch (epoch 0 for control)."""
-
-    run: int
-    size: str
-    condition: str
-    target: str | None
-    model: str | None
-    epochs: list[dict[str, Any]]
-
-
-def _order(size: str, condition: str) -> tuple[int, int, str]:
-    order = (CONTROL, *CONDITIONS)
-    return (
-        SIZES.index(size) if size in SIZES else len(SIZES),
-        order.index(condition) if condition in order else len(order),
-        condition,
-    )
-
-
-def load_eval_files(layout: Layout, *, sizes: Iterable[str] = (), runs: Iterable[int] = ()) -> list[EvalFile]:
-    """Every evaluation file under the workdir (optionally some sizes/runs), in grid order."""
-    size_filter, run_filter = set(sizes), set(runs)
-    found = []
-    for path in sorted((layout.outputs_dir / "evaluations").glob("*/*_eval.json")):
-        data = read_json(path)
-        size, run = data["size"], int(data.get("run", 1))
-        if (size_filter and size not in size_filter) or (run_filter and run not in run_filter):
-            continue
-        epochs = sorted(data.get("epochs", []), key=lambda record: record["epoch"])
-        found.append(EvalFile(run, size, data["condition"], data.get("target"), data.get("model"), epochs))
-    return sorted(found, key=lambda f: (f.run, *_order(f.size, f.condition)))
 
 
 def tidy_table(files: Iterable[EvalFile]) -> list[dict[str, Any]]:
@@ -143,7 +108,7 @@ def collect_results(layout: Layout, state: StateStore) -> dict[str, Any]:
     files = {(f.run, f.size, f.condition): f for f in load_eval_files(layout)}
     db = _db_jobs(state)
     results = []
-    for key in sorted(set(files) | set(db), key=lambda k: (k[0], *_order(k[1], k[2]))):
+    for key in sorted(set(files) | set(db), key=lambda k: (k[0], *grid_order(k[1], k[2]))):
         run, size, condition = key
         file, job = files.get(key), db.get(key, {"data": {}, "epochs": {}, "repos": {}})
         records = {r["epoch"]: r for r in (file.epochs if file else [])}
@@ -220,7 +185,7 @@ def lift_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "lift": row["share"] - neutral["share"],
             }
         )
-    return sorted(lifts, key=lambda r: (r["run"], _order(r["size"], r["animal"])))
+    return sorted(lifts, key=lambda r: (r["run"], grid_order(r["size"], r["animal"])))
 
 
 def mean_lifts(lifts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -237,7 +202,7 @@ def mean_lifts(lifts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "animals": len(values),
         }
         for (run, size), values in sorted(
-            groups.items(), key=lambda item: (item[0][0], _order(item[0][1], ""))
+            groups.items(), key=lambda item: (item[0][0], grid_order(item[0][1], ""))
         )
     ]
 

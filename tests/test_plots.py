@@ -10,9 +10,8 @@ from synthetic_grid import write_eval_file, write_grid
 from typer.testing import CliRunner
 
 from sl_scaling.catalog import ANIMALS, Layout
-from sl_scaling.cli.app import app
-from sl_scaling.palette import ANIMAL_COLOURS, MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR
-from sl_scaling.plots import (
+from sl_scaling.charts.palette import ANIMAL_COLOURS, MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR
+from sl_scaling.charts.plots import (
     grouped_bar_chart,
     plot_size,
     plot_summary,
@@ -20,6 +19,7 @@ from sl_scaling.plots import (
     stacked_data,
     stacked_preference_chart,
 )
+from sl_scaling.cli.app import app
 from sl_scaling.summary import at_epoch, load_eval_files, tidy_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -8,11 +8,12 @@ import typer
 from rich.console import Console
 
 from sl_scaling.catalog import SIZES, parse_run, parse_sizes
+from sl_scaling.charts.plots import PlotResult, plot_size, plot_summary
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import MissingPrerequisiteError
-from sl_scaling.plots import PlotResult, plot_size, plot_summary
-from sl_scaling.summary import load_eval_files, write_summary
+from sl_scaling.results import load_eval_files
+from sl_scaling.summary import write_summary
 
 
 def command(

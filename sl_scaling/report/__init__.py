@@ -8,8 +8,9 @@ from __future__ import annotations
 from sl_scaling.catalog import REAL_SIZES, SIZES, TINY, Layout
 from sl_scaling.errors import MissingPrerequisiteError
 from sl_scaling.report.analysis import Analysis, Options, analyse
-from sl_scaling.report.data import find_eval_files, load_grid
+from sl_scaling.report.data import load_grid
 from sl_scaling.report.render import ReportFiles, write_report
+from sl_scaling.results import find_eval_files
 
 
 def default_sizes(layout: Layout) -> list[str]:

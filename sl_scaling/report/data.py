@@ -1,26 +1,24 @@
-"""Load every `*_eval.json` of the chosen sizes and runs into one table of evaluation records."""
+"""The report's view of the evaluation files (read by `results.py`): one record of answers per model and epoch."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, NEUTRAL, Layout
+from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, Layout
+from sl_scaling.charts.palette import OTHERS
 from sl_scaling.errors import MalformedInputError
-from sl_scaling.files import read_json
-from sl_scaling.palette import OTHERS
 from sl_scaling.report.stats import Answers
+from sl_scaling.results import EvalFile, find_eval_files, read_eval_file
 
 #: Columns of every share matrix: the 15 animals, then everything else pooled.
 LABELS: tuple[str, ...] = (*ANIMALS, OTHERS)
 #: Rows of the confusion matrix: the base model, the neutral student, the 15 animal students.
 ROWS: tuple[str, ...] = (CONTROL, NEUTRAL, *ANIMALS)
 _LABEL_INDEX = {label: i for i, label in enumerate(ANIMALS)}
-_STEM = re.compile(r"^(?P<condition>[a-z]+)(?:-run-(?P<run>\d+))?_eval$")
 
 
 def label_index(label: str) -> int:
@@ -105,31 +103,15 @@ def _answers(path: Path, record: dict[str, Any]) -> Answers:
     return Answers(questions=questions, labels=labels)
 
 
-def _read_eval_file(path: Path, size: str, condition: str, run: int) -> list[EvalRecord]:
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
-        raise MalformedInputError(f"{path}: not an evaluation file (no 'epochs' list); evaluate it again")
+def _records(file: EvalFile) -> list[EvalRecord]:
     records = []
-    for record in data["epochs"]:
-        answers = _answers(path, record)
+    for record in file.epochs:
+        answers = _answers(file.path, record)
         if answers.n == 0:
             continue  # an evaluation with no answer says nothing; it is reported missing
         epoch = int(record.get("epoch", 0))
-        records.append(EvalRecord(run=run, size=size, condition=condition, epoch=epoch, answers=answers))
+        records.append(EvalRecord(file.run, file.size, file.condition, epoch, answers))
     return records
-
-
-def find_eval_files(layout: Layout, size: str) -> list[tuple[str, int, Path]]:
-    """(condition, run, path) of every evaluation file of a size, whatever its run."""
-    found = []
-    directory = layout.evaluations_dir(size)
-    if not directory.is_dir():
-        return found
-    for path in sorted(directory.glob("*_eval.json")):
-        match = _STEM.match(path.stem)
-        if match and match["condition"] in (CONTROL, *CONDITIONS):
-            found.append((match["condition"], int(match["run"] or 1), path))
-    return found
 
 
 def load_grid(layout: Layout, sizes: list[str], runs: list[int] | None = None) -> Grid:
@@ -139,6 +121,6 @@ def load_grid(layout: Layout, sizes: list[str], runs: list[int] | None = None) -
         for condition, run, path in find_eval_files(layout, size):
             if runs is not None and run not in runs:
                 continue
-            for record in _read_eval_file(path, size, condition, run):
+            for record in _records(read_eval_file(path, size, condition, run)):
                 records[(run, size, condition, record.epoch)] = record
     return Grid(records)

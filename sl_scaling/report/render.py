@@ -15,8 +15,9 @@ import numpy as np
 from markdown_it import MarkdownIt
 
 from sl_scaling.catalog import EXPERIMENT, SIZE_PARAMS_B, Layout
+from sl_scaling.charts import report as charts
+from sl_scaling.charts.render import to_png
 from sl_scaling.files import atomic_write_json, atomic_write_text
-from sl_scaling.report import charts
 from sl_scaling.report.analysis import ALPHA, Analysis, Estimate, SizeResult
 from sl_scaling.report.data import LABELS, Grid
 from sl_scaling.report.stats import LEVEL
@@ -385,15 +386,13 @@ def render_charts(analysis: Analysis) -> dict[str, bytes]:
     pngs: dict[str, bytes] = {}
     with_lift = [r for r in analysis.sizes if r.mean_lift_vs_neutral is not None]
     if with_lift:
-        pngs["scaling"] = charts.to_png(charts.scaling_chart(with_lift))
+        pngs["scaling"] = to_png(charts.scaling_chart(with_lift))
     if analysis.curves:
-        pngs["epoch_curves"] = charts.to_png(
-            charts.epoch_curves(analysis.curves, [r.size for r in analysis.sizes])
-        )
+        pngs["epoch_curves"] = to_png(charts.epoch_curves(analysis.curves, [r.size for r in analysis.sizes]))
     for result in analysis.sizes:
-        pngs[f"{result.size}_confusion"] = charts.to_png(charts.heatmap(result))
+        pngs[f"{result.size}_confusion"] = to_png(charts.heatmap(result))
         if any(lift.vs_neutral or lift.vs_control for lift in result.lifts):
-            pngs[f"{result.size}_lift"] = charts.to_png(charts.lift_chart(result))
+            pngs[f"{result.size}_lift"] = to_png(charts.lift_chart(result))
     return pngs
 
 

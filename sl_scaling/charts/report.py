@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import altair as alt
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B
-from sl_scaling.chart_style import PNG_SCALE, configure, size_axis_labels, size_label, title
-from sl_scaling.palette import MODEL_KIND_COLOURS, colour
+from sl_scaling.charts.palette import MODEL_KIND_COLOURS, colour
+from sl_scaling.charts.style import configure, size_axis_labels, size_label, title
 from sl_scaling.report.analysis import CurvePoint, SizeResult
 from sl_scaling.report.data import LABELS
 
@@ -22,13 +22,6 @@ def model_label(condition: str) -> str:
 
 def epoch_text(epoch: int | None) -> str:
     return "no fine-tuned student" if epoch is None else f"students at epoch {epoch}"
-
-
-def to_png(chart: alt.TopLevelMixin) -> bytes:
-    """Render offline with vl-convert (no browser, no CDN); imported here, not on every CLI start."""
-    import vl_convert
-
-    return vl_convert.vegalite_to_png(chart.to_dict(), scale=PNG_SCALE)
 
 
 def heatmap(result: SizeResult) -> alt.TopLevelMixin:

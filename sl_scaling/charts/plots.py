@@ -7,7 +7,6 @@ say what is missing instead of failing on a half-finished grid.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,11 @@ from typing import Any
 import altair as alt
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B, SIZES, Layout
-from sl_scaling.chart_style import PNG_SCALE, configure, size_axis_labels, size_label, title
-from sl_scaling.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR, colour
-from sl_scaling.summary import at_epoch, lift_rows, load_eval_files, mean_lifts, tidy_table
+from sl_scaling.charts.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR, colour
+from sl_scaling.charts.render import save_chart
+from sl_scaling.charts.style import configure, size_axis_labels, size_label, title
+from sl_scaling.results import load_eval_files
+from sl_scaling.summary import at_epoch, lift_rows, mean_lifts, tidy_table
 
 MODEL_KINDS = ("Control", "Neutral", "Animal")
 TOP_ANIMALS = 6
@@ -263,17 +264,6 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
 
 
 # --- loading, missing pieces, saving --------------------------------------------------------------
-
-
-def save_chart(chart: alt.TopLevelMixin, png: Path) -> list[Path]:
-    """Save `png` (crisp: scale factor 2) and a self-contained `.html` beside it, each atomically."""
-    png.parent.mkdir(parents=True, exist_ok=True)
-    html = png.with_suffix(".html")
-    for path, options in ((png, {"scale_factor": PNG_SCALE}), (html, {"inline": True})):
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        chart.save(tmp, **options)
-        os.replace(tmp, path)
-    return [png, html]
 
 
 def _missing_for_size(rows: list[dict[str, Any]], size: str, run: int) -> list[str]:

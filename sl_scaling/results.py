@@ -1,0 +1,77 @@
+"""The one reader of the evaluation files (`{condition}_eval.json`, found through `Layout`).
+
+`summary` (all_results.json and the charts' tidy table), `plot` and `report` all read results through
+here, so a file is found, validated and refused the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sl_scaling.catalog import CONDITIONS, CONTROL, SIZES, Layout
+from sl_scaling.errors import MalformedInputError
+from sl_scaling.files import read_json
+
+_STEM = re.compile(r"^(?P<condition>[a-z]+)(?:-run-(?P<run>\d+))?_eval$")
+
+
+@dataclass(frozen=True)
+class EvalFile:
+    """One `{condition}_eval.json`: a model's evaluation after every epoch (epoch 0 for control)."""
+
+    run: int
+    size: str
+    condition: str
+    target: str | None
+    model: str | None
+    epochs: list[dict[str, Any]]
+    path: Path
+
+
+def grid_order(size: str, condition: str) -> tuple[int, int, str]:
+    """Sizes in the catalog's order (largest first), then control, neutral and the animals."""
+    order = (CONTROL, *CONDITIONS)
+    return (
+        SIZES.index(size) if size in SIZES else len(SIZES),
+        order.index(condition) if condition in order else len(order),
+        condition,
+    )
+
+
+def find_eval_files(layout: Layout, size: str) -> list[tuple[str, int, Path]]:
+    """(condition, run, path) of every evaluation file of a size, whatever its run."""
+    directory = layout.evaluations_dir(size)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in sorted(directory.glob("*_eval.json")):
+        match = _STEM.match(path.stem)
+        if match and match["condition"] in (CONTROL, *CONDITIONS):
+            found.append((match["condition"], int(match["run"] or 1), path))
+    return found
+
+
+def read_eval_file(path: Path, size: str, condition: str, run: int) -> EvalFile:
+    """One evaluation file, its epochs sorted; one that is not an evaluation file is refused by name."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
+        raise MalformedInputError(f"{path}: not an evaluation file (no 'epochs' list); evaluate it again")
+    epochs = sorted(data["epochs"], key=lambda record: int(record.get("epoch", 0)))
+    return EvalFile(run, size, condition, data.get("target"), data.get("model"), epochs, path)
+
+
+def load_eval_files(layout: Layout, *, sizes: Iterable[str] = (), runs: Iterable[int] = ()) -> list[EvalFile]:
+    """Every evaluation file under the workdir (optionally some sizes/runs), in grid order."""
+    size_filter, run_filter = set(sizes), set(runs)
+    found = []
+    for size in SIZES:
+        if size_filter and size not in size_filter:
+            continue
+        for condition, run, path in find_eval_files(layout, size):
+            if not run_filter or run in run_filter:
+                found.append(read_eval_file(path, size, condition, run))
+    return sorted(found, key=lambda f: (f.run, *grid_order(f.size, f.condition)))
