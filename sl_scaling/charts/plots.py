@@ -14,10 +14,10 @@ from typing import Any
 
 import altair as alt
 
-from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B, SIZES, Layout
+from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZES, Layout
 from sl_scaling.charts.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR, colour
 from sl_scaling.charts.render import save_chart
-from sl_scaling.charts.style import configure, size_axis_labels, size_label, title
+from sl_scaling.charts.style import configure, size_axis, size_label, title, zero_line
 from sl_scaling.results import load_eval_files
 from sl_scaling.summary import at_epoch, lift_rows, mean_lifts, tidy_table
 
@@ -204,13 +204,7 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
     lifts = lift_rows(rows)
     means = mean_lifts(lifts)
     sizes = [s for s in SIZES if any(m["size"] == s for m in means)]
-    ticks = [SIZE_PARAMS_B[s] for s in sizes]
-    x = alt.X(
-        "params_b:Q",
-        title="Model size (billions of parameters, log scale)",
-        scale=alt.Scale(type="log", nice=False, padding=30),
-        axis=alt.Axis(values=ticks, labelExpr=size_axis_labels(sizes), grid=False),
-    )
+    x = size_axis(sizes)
     y_title = "Lift of the target-animal rate (percentage points)"
     points = (
         alt.Chart(alt.Data(values=lifts))
@@ -247,11 +241,7 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
             ],
         )
     )
-    zero = (
-        alt.Chart(alt.Data(values=[{"zero": 0}]))
-        .mark_rule(color="#999999", strokeDash=[4, 4])
-        .encode(y="zero:Q")
-    )
+    zero = zero_line()
     heading = title(
         "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
         [

@@ -8,7 +8,7 @@ import altair as alt
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B
 from sl_scaling.charts.palette import MODEL_KIND_COLOURS, colour
-from sl_scaling.charts.style import configure, size_axis_labels, size_label, title
+from sl_scaling.charts.style import configure, size_axis, size_label, title, zero_line
 from sl_scaling.report.analysis import CurvePoint, SizeResult
 from sl_scaling.report.data import LABELS
 
@@ -196,14 +196,7 @@ def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
         if lift.vs_neutral is not None
     ]
     sizes = [r.size for r in results if r.mean_lift_vs_neutral is not None]
-    x = alt.X(
-        "params_b:Q",
-        title="Model size (billions of parameters, log scale)",
-        scale=alt.Scale(type="log", nice=False, padding=30),
-        axis=alt.Axis(
-            values=[SIZE_PARAMS_B[s] for s in sizes], labelExpr=size_axis_labels(sizes), grid=False
-        ),
-    )
+    x = size_axis(sizes)
     y = alt.Y("lift:Q", title="Lift over the neutral student (percentage points)", axis=alt.Axis(format="%"))
     dots = (
         alt.Chart(alt.Data(values=animals))
@@ -230,11 +223,7 @@ def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
         ],
     )
     bars = mean.mark_rule(color="black", strokeWidth=1.5).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
-    zero = (
-        alt.Chart(alt.Data(values=[{"zero": 0}]))
-        .mark_rule(color="#999999", strokeDash=[4, 4])
-        .encode(y="zero:Q")
-    )
+    zero = zero_line()
     heading = title(
         "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
         [

@@ -34,3 +34,25 @@ def size_axis_labels(sizes: Iterable[str]) -> str:
     """A Vega expression naming the size at each tick (the axis is in billions of parameters)."""
     cases = [f"datum.value == {SIZE_PARAMS_B[s]} ? '{size_label(s)}'" for s in sizes]
     return " : ".join([*cases, "''"])
+
+
+def size_axis(sizes: list[str]) -> alt.X:
+    """The x axis of every chart against model size: billions of parameters on a log scale, one
+    labelled tick per size."""
+    return alt.X(
+        "params_b:Q",
+        title="Model size (billions of parameters, log scale)",
+        scale=alt.Scale(type="log", nice=False, padding=30),
+        axis=alt.Axis(
+            values=[SIZE_PARAMS_B[s] for s in sizes], labelExpr=size_axis_labels(sizes), grid=False
+        ),
+    )
+
+
+def zero_line() -> alt.Chart:
+    """A dashed rule at zero lift."""
+    return (
+        alt.Chart(alt.Data(values=[{"zero": 0}]))
+        .mark_rule(color="#999999", strokeDash=[4, 4])
+        .encode(y="zero:Q")
+    )
