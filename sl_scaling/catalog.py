@@ -158,6 +158,11 @@ class JobKey:
         return f"{self.size}/{self.condition}{suffix}"
 
     @property
+    def row(self) -> tuple[int, str, str]:
+        """The key columns of the state DB's tables, in their order."""
+        return (self.run, self.size, self.condition)
+
+    @property
     def slug(self) -> str:
         return condition_slug(self.condition, self.run)
 

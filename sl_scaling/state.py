@@ -136,6 +136,15 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
 )
 
 
+def _headline(evaluation: dict[str, Any]) -> tuple[Any, ...]:
+    """The evaluation numbers the epochs table has columns for, in its column order."""
+    return tuple(evaluation.get(k) for k in ("target_rate", "ci_low", "ci_high", "n"))
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def _loads(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
@@ -285,7 +294,7 @@ class StateStore(StageLifecycle):
     def _event(
         self, db: sqlite3.Connection, key: JobKey | None, stage: str | None, kind: str, message: str
     ) -> None:
-        run, size, condition = (key.run, key.size, key.condition) if key else (None, None, None)
+        run, size, condition = key.row if key else (None, None, None)
         db.execute(
             "INSERT INTO events (ts, run, size, condition, stage, kind, message) VALUES (?,?,?,?,?,?,?)",
             (now(), run, size, condition, stage, kind, message),
@@ -311,7 +320,7 @@ class StateStore(StageLifecycle):
                    ON CONFLICT (run, size, condition, stage) DO UPDATE SET
                      status=excluded.status, attempts=attempts+1, started_at=excluded.started_at,
                      finished_at=NULL, error=NULL, config=excluded.config, updated_at=excluded.updated_at""",
-                (key.run, key.size, key.condition, stage, RUNNING, now(), json.dumps(config or {}), now()),
+                (*key.row, stage, RUNNING, now(), json.dumps(config or {}), now()),
             )
             self._event(db, key, stage, "start", f"{stage} {key} started")
 
@@ -334,7 +343,7 @@ class StateStore(StageLifecycle):
         with self.transaction() as db:
             db.execute(
                 f"UPDATE stages SET {', '.join(sets)} WHERE run=? AND size=? AND condition=? AND stage=?",
-                (*args, key.run, key.size, key.condition, stage),
+                (*args, *key.row, stage),
             )
 
     def _end_stage(
@@ -352,7 +361,7 @@ class StateStore(StageLifecycle):
             db.execute(
                 """INSERT INTO stages (run, size, condition, stage, status, attempts, updated_at)
                    VALUES (?,?,?,?,?,0,?) ON CONFLICT DO NOTHING""",
-                (key.run, key.size, key.condition, stage, status, now()),
+                (*key.row, stage, status, now()),
             )
             db.execute(
                 """UPDATE stages SET status=?, finished_at=?, error=?, updated_at=?,
@@ -363,11 +372,9 @@ class StateStore(StageLifecycle):
                     now(),
                     error,
                     now(),
-                    None if counts is None else json.dumps(counts),
-                    None if throughput is None else json.dumps(throughput),
-                    key.run,
-                    key.size,
-                    key.condition,
+                    _json_or_none(counts),
+                    _json_or_none(throughput),
+                    *key.row,
                     stage,
                 ),
             )
@@ -399,13 +406,13 @@ class StateStore(StageLifecycle):
         with self.transaction() as db:
             db.execute(
                 "UPDATE stages SET status=?, finished_at=NULL, updated_at=? WHERE run=? AND size=? AND condition=? AND stage=?",
-                (PENDING, now(), key.run, key.size, key.condition, stage),
+                (PENDING, now(), *key.row, stage),
             )
 
     def stage(self, key: JobKey, stage: str) -> StageRecord | None:
         row = self.db.execute(
             "SELECT * FROM stages WHERE run=? AND size=? AND condition=? AND stage=?",
-            (key.run, key.size, key.condition, stage),
+            (*key.row, stage),
         ).fetchone()
         return None if row is None else self._stage_record(row)
 
@@ -454,15 +461,10 @@ class StateStore(StageLifecycle):
                      ci_low=excluded.ci_low, ci_high=excluded.ci_high, n=excluded.n, eval=excluded.eval,
                      adapter_path=COALESCE(excluded.adapter_path, adapter_path), updated_at=excluded.updated_at""",
                 (
-                    key.run,
-                    key.size,
-                    key.condition,
+                    *key.row,
                     epoch,
                     train_loss,
-                    evaluation.get("target_rate"),
-                    evaluation.get("ci_low"),
-                    evaluation.get("ci_high"),
-                    evaluation.get("n"),
+                    *_headline(evaluation),
                     json.dumps(evaluation),
                     adapter_path,
                     now(),
@@ -474,7 +476,7 @@ class StateStore(StageLifecycle):
         with self.transaction() as db:
             db.execute(
                 "UPDATE epochs SET local_deleted=1, updated_at=? WHERE run=? AND size=? AND condition=? AND epoch=?",
-                (now(), key.run, key.size, key.condition, epoch),
+                (now(), *key.row, epoch),
             )
 
     def delete_epochs(self, key: JobKey) -> None:
@@ -482,16 +484,14 @@ class StateStore(StageLifecycle):
         and its new adapters must replace the old ones on the Hub: `push` uploads them again)."""
         where = "run=? AND size=? AND condition=?"
         with self.transaction() as db:
-            db.execute(f"DELETE FROM epochs WHERE {where}", (key.run, key.size, key.condition))
-            db.execute(
-                f"DELETE FROM uploads WHERE {where} AND repo_type='model'", (key.run, key.size, key.condition)
-            )
+            db.execute(f"DELETE FROM epochs WHERE {where}", key.row)
+            db.execute(f"DELETE FROM uploads WHERE {where} AND repo_type='model'", key.row)
             self._event(db, key, "train", "reset", f"{key} epochs and adapter uploads forgotten")
 
     def epochs(self, key: JobKey) -> list[EpochRecord]:
         rows = self.db.execute(
             "SELECT * FROM epochs WHERE run=? AND size=? AND condition=? ORDER BY epoch",
-            (key.run, key.size, key.condition),
+            key.row,
         ).fetchall()
         return [self._epoch_record(row) for row in rows]
 
@@ -528,18 +528,7 @@ class StateStore(StageLifecycle):
                    VALUES (?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT (repo_id) DO UPDATE SET local_path=excluded.local_path, updated_at=excluded.updated_at
                    WHERE uploads.status != 'done'""",
-                (
-                    repo_id,
-                    repo_type,
-                    kind,
-                    key.run,
-                    key.size,
-                    key.condition,
-                    epoch,
-                    local_path,
-                    PENDING,
-                    now(),
-                ),
+                (repo_id, repo_type, kind, *key.row, epoch, local_path, PENDING, now()),
             )
 
     def finish_upload(self, repo_id: str, commit: str) -> None:
@@ -593,7 +582,7 @@ class StateStore(StageLifecycle):
         with self.transaction() as db:
             row = db.execute(
                 "SELECT pid, host, since FROM locks WHERE run=? AND size=? AND condition=? AND stage=?",
-                (key.run, key.size, key.condition, stage),
+                (*key.row, stage),
             ).fetchone()
             if (
                 row is not None
@@ -606,14 +595,14 @@ class StateStore(StageLifecycle):
                 )
             db.execute(
                 "INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?)",
-                (key.run, key.size, key.condition, stage, pid, host, now()),
+                (*key.row, stage, pid, host, now()),
             )
 
     def release_lock(self, key: JobKey, stage: str) -> None:
         with self.transaction() as db:
             db.execute(
                 "DELETE FROM locks WHERE run=? AND size=? AND condition=? AND stage=? AND pid=? AND host=?",
-                (key.run, key.size, key.condition, stage, os.getpid(), socket.gethostname()),
+                (*key.row, stage, os.getpid(), socket.gethostname()),
             )
 
 
