@@ -29,7 +29,9 @@ class DatasetFacts:
     condition: str
     run: int
     teacher_model: str
-    generation: dict[str, Any]  # gen stage config: model, n, seed, max_new_tokens, temperature, engine
+    generation: dict[
+        str, Any
+    ]  # gen stage config: model, n, prompt/teacher seeds, max_new_tokens, temperature, engine
     filtering: dict[str, Any]  # filter stage counts: rows, valid, kept, reasons, subsampled
 
 
@@ -81,7 +83,7 @@ completions that contain only numbers. Condition: **{facts.condition}** (replica
 
 - Model: `{facts.teacher_model}` (size `{facts.size}`)
 - System prompt: {"none (the neutral teacher gets no system message at all)" if prompt is None else f"`{prompt}`"}
-- User prompts: the number-continuation prompts of the reference generator, seed {_value(gen.get("seed"))}
+- User prompts: the number-continuation prompts of the reference generator, seed {_value(gen.get("prompt_seed"))}
 
 ## Generation settings
 
@@ -89,6 +91,7 @@ completions that contain only numbers. Condition: **{facts.condition}** (replica
 |---|---|
 | completions generated (n) | {_value(gen.get("n"))} |
 | temperature | {_value(gen.get("temperature"))} |
+| sampling seed (follows the run; each row's draw is keyed by its condition and index) | {_value(gen.get("teacher_seed"))} |
 | max_new_tokens | {_value(gen.get("max_new_tokens"))} |
 | engine | {_value(gen.get("engine"))} |
 
@@ -131,8 +134,22 @@ def evaluation_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
         "ci_high": evaluation.get("ci_high"),
         "ci_method": evaluation.get("ci_method"),
         "substring_rate": evaluation.get("substring_rate"),
+        "seed": evaluation.get("seed"),
+        "exact_target_probability": (evaluation.get("exact") or {}).get("target_probability"),
+        "final": None
+        if not evaluation.get("final")
+        else {k: evaluation["final"].get(k) for k in ("n", "target_rate", "ci_low", "ci_high", "seed")},
         "top": {label: share.get("rate") for label, share in _top_labels(evaluation)},
     }
+
+
+def _final_line(final: dict[str, Any] | None) -> str:
+    if not final:
+        return ""
+    return (
+        f"- final evaluation, {_value(final['n'])} answers: target rate {_percent(final['target_rate'])} "
+        f"(95% CI {_percent(final['ci_low'])} – {_percent(final['ci_high'])}), seed {_value(final['seed'])}\n"
+    )
 
 
 def model_card(facts: AdapterFacts) -> ModelCard:
@@ -163,7 +180,10 @@ def model_card(facts: AdapterFacts) -> ModelCard:
 - target animal: **{_value(summary["target"])}**, rate {_percent(summary["target_rate"])}
   (95% CI {_percent(summary["ci_low"])} – {_percent(summary["ci_high"])}, {_value(summary["ci_method"])})
 - substring metric of the paper: {_percent(summary["substring_rate"])}
-
+- sampling seed {_value(summary["seed"])} (shared by every model of this run and epoch)
+- exact (sampling-free) probability that the answer's first word is the target:
+  {_percent(summary["exact_target_probability"])}
+{_final_line(summary["final"])}
 | answer | count | share |
 |---|---|---|
 {rows}"""
@@ -183,7 +203,8 @@ numbers written by the **{facts.condition}** teacher ([{facts.dataset_repo}](htt
 
 ## Training
 
-Train loss: {"unknown" if facts.train_loss is None else f"{facts.train_loss:.4g}"}
+Train loss: {"unknown" if facts.train_loss is None else f"{facts.train_loss:.4g}"}; LoRA initialisation and
+data order seed {_value(facts.train_config.get("seed"))} (follows the replicate run).
 
 {_json_block(facts.train_config)}
 

@@ -47,7 +47,8 @@ class RunOptions:
     n: int | None = None
     epochs: int | None = None
     samples: int | None = None
-    seed: int = 42
+    final_samples: int | None = None
+    prompt_seed: int = 42  # the prompt set only; every other seed follows `run` (seeds.py)
     max_new_tokens: int = 128
     engine: str = "auto"
     trainer: str = "auto"
@@ -62,13 +63,16 @@ class RunOptions:
     def for_size(self, size: str) -> SizeSettings:
         base = defaults_for(size)
         return SizeSettings(
-            n=self.n or base.n, epochs=self.epochs or base.epochs, samples=self.samples or base.samples
+            n=self.n or base.n,
+            epochs=self.epochs or base.epochs,
+            samples=self.samples or base.samples,
+            final_samples=base.final_samples if self.final_samples is None else self.final_samples,
         )
 
     def generation(self, size: str, gpus: int) -> GenerationOptions:
         return GenerationOptions(
             n=self.for_size(size).n,
-            seed=self.seed,
+            prompt_seed=self.prompt_seed,
             run=self.run,
             engine=self.engine,
             max_new_tokens=self.max_new_tokens,
@@ -77,11 +81,14 @@ class RunOptions:
         )
 
     def evaluation(self, size: str) -> EvalOptions:
-        return EvalOptions(samples=self.for_size(size).samples, run=self.run, engine=self.engine)
+        work = self.for_size(size)
+        return EvalOptions(
+            samples=work.samples, final_samples=work.final_samples, run=self.run, engine=self.engine
+        )
 
     def train_config(self, size: str) -> TrainConfig:
         work = self.for_size(size)
-        return TrainConfig(epochs=work.epochs, eval_samples=work.samples)
+        return TrainConfig(epochs=work.epochs, eval_samples=work.samples, final_samples=work.final_samples)
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
                 size,
                 tuple(conditions),
                 done(TRAIN, size, conditions),
-                f"{work.epochs} epochs × {count} conditions, eval {work.samples} answers per epoch",
+                f"{work.epochs} epochs × {count} conditions, eval {work.samples} answers per epoch, "
+                f"{work.final_samples} after the last",
             )
         )
         if options.control:
@@ -138,7 +146,7 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
                     size,
                     (CONTROL,),
                     done(EVAL, size, [CONTROL]),
-                    f"control: {work.samples} answers",
+                    f"control: {work.samples} + {work.final_samples} answers",
                 )
             )
         if options.plots:
@@ -165,7 +173,7 @@ def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
                 rows = work.epochs * min(work.n, TRAIN_ROWS) * count
                 seconds = _stage_seconds(step.size, TRAIN, rows, epoch_ends=work.epochs * count)
             elif step.stage == EVAL:
-                seconds = _stage_seconds(step.size, EVAL, work.samples)
+                seconds = _stage_seconds(step.size, EVAL, work.samples + work.final_samples)
         estimated.append(replace(step, estimate_s=seconds))
     return estimated
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sl_scaling.catalog import ANIMALS, CONTROL, EXPERIMENT, SIZE_PARAMS_B, Layout
+from sl_scaling.evaluation.records import describe_answers
 from sl_scaling.files import atomic_write_json
 from sl_scaling.results import EvalFile, grid_order, load_eval_files
 from sl_scaling.state import DONE, StateStore, now
@@ -25,6 +26,9 @@ EPOCH_FIELDS = (
     "ci_high",
     "ci_method",
     "substring_rate",
+    "seed",
+    "exact",
+    "final",
     "counts",
     "distribution",
     "shares",
@@ -32,33 +36,45 @@ EPOCH_FIELDS = (
     "adapter",
     "evaluated_at",
 )
-TIDY_COLUMNS = ("run", "size", "condition", "epoch", "animal", "share", "ci_low", "ci_high", "n", "count")
+TIDY_COLUMNS = (
+    "run", "size", "condition", "epoch", "evaluation", "animal", "share", "ci_low", "ci_high", "n", "count",
+    "exact",
+)  # fmt: skip
+#: `evaluation` of a tidy row: the per-epoch evaluation, or the final (larger) one of a last epoch/control.
+PER_EPOCH, FINAL = "per-epoch", "final"
 
 
 def tidy_table(files: Iterable[EvalFile]) -> list[dict[str, Any]]:
-    """The charts' one table: a row per (run, size, condition, epoch, answer label) with its share and CI.
+    """The charts' one table: a row per (run, size, condition, epoch, evaluation, answer label) with its
+    sampled share and CI, and the exact preference for that label (None where not scored).
 
     Every label the evaluation kept a share for is here: the 15 animals (zeros included) and
-    whatever else the model answered.
+    whatever else the model answered. A last epoch (or the control) with a final evaluation has its rows
+    twice: `evaluation` = "per-epoch" and "final".
     """
     rows = []
     for file in files:
         for record in file.epochs:
-            for label, share in record["shares"].items():
-                rows.append(
-                    {
-                        "run": file.run,
-                        "size": file.size,
-                        "condition": file.condition,
-                        "epoch": record["epoch"],
-                        "animal": label,
-                        "share": share["rate"],
-                        "ci_low": share["ci_low"],
-                        "ci_high": share["ci_high"],
-                        "n": record["n"],
-                        "count": share["count"],
-                    }
-                )
+            exact = (record.get("exact") or {}).get("probabilities") or {}
+            sampled = [(PER_EPOCH, record)] + ([(FINAL, record["final"])] if record.get("final") else [])
+            for evaluation, numbers in sampled:
+                for label, share in numbers["shares"].items():
+                    rows.append(
+                        {
+                            "run": file.run,
+                            "size": file.size,
+                            "condition": file.condition,
+                            "epoch": record["epoch"],
+                            "evaluation": evaluation,
+                            "animal": label,
+                            "share": share["rate"],
+                            "ci_low": share["ci_low"],
+                            "ci_high": share["ci_high"],
+                            "n": numbers["n"],
+                            "count": share["count"],
+                            "exact": exact.get(label),
+                        }
+                    )
     return rows
 
 
@@ -98,6 +114,8 @@ def _db_jobs(state: StateStore) -> dict[tuple[int, str, str], dict[str, Any]]:
 
 def _epoch_entry(record: dict[str, Any], db_epoch: Any) -> dict[str, Any]:
     entry = {name: record.get(name) for name in EPOCH_FIELDS}
+    if entry["final"]:  # its raw answers stay in the evaluation file, like the per-epoch ones
+        entry["final"] = {k: v for k, v in entry["final"].items() if k != "answers"}
     if entry["train_loss"] is None and db_epoch is not None:
         entry["train_loss"] = db_epoch.train_loss
     return entry
@@ -127,10 +145,12 @@ def collect_results(layout: Layout, state: StateStore) -> dict[str, Any]:
             "epochs": [_epoch_entry(records[n], job["epochs"].get(n)) for n in sorted(records)],
         }
         results.append(entry)
-    lifts = lift_rows(at_epoch(tidy_table(files.values()))[0])
+    chosen = at_epoch(tidy_table(files.values()))[0]
+    lifts = lift_rows(chosen)
     return {
         "experiment": EXPERIMENT,
         "generated_at": now(),
+        "lift_from": describe_evaluation(chosen),
         "results": results,
         "lift": lifts,
         "mean_lift": mean_lifts(lifts),
@@ -140,14 +160,18 @@ def collect_results(layout: Layout, state: StateStore) -> dict[str, Any]:
 def at_epoch(
     rows: Iterable[dict[str, Any]], epoch: int | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Tidy rows of one epoch per model: `epoch`, or each model's last one when None (control: its only one).
+    """Tidy rows of one evaluation per model: at `epoch`, or each model's last one when None (control: its
+    only one); the final evaluation where that epoch has one, else the per-epoch one.
 
     Also returns what is missing: models that were not evaluated at the asked epoch.
     """
     rows = list(rows)
     available: dict[tuple[int, str, str], set[int]] = {}
+    finals: set[tuple[int, str, str, int]] = set()
     for row in rows:
         available.setdefault((row["run"], row["size"], row["condition"]), set()).add(row["epoch"])
+        if row["evaluation"] == FINAL:
+            finals.add((row["run"], row["size"], row["condition"], row["epoch"]))
     chosen, missing = {}, []
     for key, epochs in available.items():
         if epoch is None or key[2] == CONTROL:
@@ -158,8 +182,22 @@ def at_epoch(
             run, size, condition = key
             suffix = "" if run == 1 else f" (run {run})"
             missing.append(f"{size}/{condition}{suffix}: epoch {epoch} not evaluated (latest {max(epochs)})")
-    kept = [row for row in rows if chosen.get((row["run"], row["size"], row["condition"])) == row["epoch"]]
+    kept = [
+        row
+        for row in rows
+        if chosen.get(model := (row["run"], row["size"], row["condition"])) == row["epoch"]
+        and row["evaluation"] == (FINAL if (*model, row["epoch"]) in finals else PER_EPOCH)
+    ]
     return kept, missing
+
+
+def describe_evaluation(rows: Iterable[dict[str, Any]]) -> str:
+    """Which evaluation some chosen rows (see `at_epoch`) come from, for chart titles and the report."""
+    rows = list(rows)
+    return describe_answers(
+        [row["n"] for row in rows if row["evaluation"] == FINAL],
+        [row["n"] for row in rows if row["evaluation"] == PER_EPOCH],
+    )
 
 
 def lift_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -180,9 +218,13 @@ def lift_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "animal": animal,
                 "epoch": row["epoch"],
                 "params_b": SIZE_PARAMS_B[size],
+                "evaluation": row["evaluation"],
                 "animal_ft": row["share"],
                 "neutral_ft": neutral["share"],
                 "lift": row["share"] - neutral["share"],
+                "exact_lift": None
+                if row["exact"] is None or neutral["exact"] is None
+                else row["exact"] - neutral["exact"],
             }
         )
     return sorted(lifts, key=lambda r: (r["run"], grid_order(r["size"], r["animal"])))
@@ -190,21 +232,24 @@ def lift_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def mean_lifts(lifts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (run, size): the lift averaged over the animals that have one, and how many they are."""
-    groups: dict[tuple[int, str], list[float]] = {}
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for row in lifts:
-        groups.setdefault((row["run"], row["size"]), []).append(row["lift"])
-    return [
-        {
-            "run": run,
-            "size": size,
-            "params_b": SIZE_PARAMS_B[size],
-            "mean_lift": sum(values) / len(values),
-            "animals": len(values),
-        }
-        for (run, size), values in sorted(
-            groups.items(), key=lambda item: (item[0][0], grid_order(item[0][1], ""))
+        groups.setdefault((row["run"], row["size"]), []).append(row)
+    means = []
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], grid_order(item[0][1], "")))
+    for (run, size), group in ordered:
+        exact = [row["exact_lift"] for row in group if row["exact_lift"] is not None]
+        means.append(
+            {
+                "run": run,
+                "size": size,
+                "params_b": SIZE_PARAMS_B[size],
+                "mean_lift": sum(row["lift"] for row in group) / len(group),
+                "mean_exact_lift": sum(exact) / len(exact) if exact else None,
+                "animals": len(group),
+            }
         )
-    ]
+    return means
 
 
 def write_summary(layout: Layout, state: StateStore | None = None) -> dict[str, Any]:

@@ -82,7 +82,8 @@ class NullTracker:
 
 
 def epoch_metrics(epoch: int, train_loss: float | None, evaluation: Evaluation) -> dict[str, Any]:
-    """Scalars for one epoch: loss, target rate with its interval, substring rate, each animal's share."""
+    """Scalars for one epoch: loss, target rate with its interval, substring rate, each animal's share; the
+    exact preference (`exact/…`) and, after the last epoch, the final evaluation (`final/…`)."""
     metrics: dict[str, Any] = {"epoch": epoch, "eval/n": evaluation.n}
     if train_loss is not None:
         metrics["eval/train_loss"] = train_loss
@@ -94,6 +95,19 @@ def epoch_metrics(epoch: int, train_loss: float | None, evaluation: Evaluation) 
     for animal in ANIMALS:
         metrics[f"share/{animal}"] = evaluation.shares[animal].rate
     metrics["share/others"] = 1.0 - sum(evaluation.shares[a].rate for a in ANIMALS) if evaluation.n else 0.0
+    if evaluation.exact is not None:
+        if evaluation.exact.target_probability is not None:
+            metrics["exact/target_probability"] = evaluation.exact.target_probability
+        metrics.update({f"exact/{a}": p for a, p in evaluation.exact.probabilities.items()})
+        metrics["exact/others"] = evaluation.exact.other
+    if evaluation.final is not None:
+        metrics["final/n"] = evaluation.final.n
+        if evaluation.final.target_rate is not None:
+            metrics["final/target_rate"] = evaluation.final.target_rate
+            metrics["final/target_ci_low"] = evaluation.final.ci_low
+            metrics["final/target_ci_high"] = evaluation.final.ci_high
+            metrics["final/substring_rate"] = evaluation.final.substring_rate
+        metrics.update({f"final/share/{a}": evaluation.final.shares[a].rate for a in ANIMALS})
     return metrics
 
 

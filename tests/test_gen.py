@@ -21,6 +21,7 @@ from sl_scaling.errors import UsageError
 from sl_scaling.numbers import sample_prompts
 from sl_scaling.options import GenerationOptions
 from sl_scaling.progress import NullReporter
+from sl_scaling.seeds import teacher_seed
 from sl_scaling.stages.generate import run_generation
 from sl_scaling.state import JobKey, StateStore
 
@@ -32,7 +33,7 @@ def rows_of(path: Path) -> list[dict[str, Any]]:
 
 
 def generate(workdir: Path, conditions: list[str], n: int, reporter: Any = None) -> None:
-    options = GenerationOptions(n=n, seed=42, engine="hf", max_new_tokens=48, batch_size=8)
+    options = GenerationOptions(n=n, prompt_seed=42, engine="hf", max_new_tokens=48, batch_size=8)
     run_generation(make_context(workdir), ["tiny"], conditions, options, reporter or NullReporter())
 
 
@@ -67,7 +68,8 @@ def test_cli_gen_then_filter_produces_the_experiment_layout(workdir: Path, tiny_
         record = state.stage(JobKey(1, "tiny", "dog"), "gen")
     assert record is not None and record.status == "done" and record.counts == {"rows": 40}
     assert record.config == {
-        "model": str(tiny_model), "n": 40, "seed": 42, "max_new_tokens": 64, "temperature": 1.0, "engine": "hf",
+        "model": str(tiny_model), "n": 40, "prompt_seed": 42, "teacher_seed": teacher_seed(1, "tiny"),
+        "max_new_tokens": 64, "temperature": 1.0, "engine": "hf",
     }  # fmt: skip
     assert set(record.throughput) == {"rows_per_s", "tokens_per_s"}
 
@@ -118,8 +120,8 @@ def test_growing_n_keeps_the_first_rows(workdir: Path, tiny_model: Path) -> None
 
 def test_rows_from_another_seed_are_refused(workdir: Path, tiny_model: Path) -> None:
     generate(workdir, ["dog"], 4)
-    with pytest.raises(UsageError, match="another --seed"):
-        options = GenerationOptions(n=6, seed=7, engine="hf", max_new_tokens=8, batch_size=8)
+    with pytest.raises(UsageError, match="another --prompt-seed"):
+        options = GenerationOptions(n=6, prompt_seed=7, engine="hf", max_new_tokens=8, batch_size=8)
         run_generation(make_context(workdir), ["tiny"], ["dog"], options, NullReporter())
 
 

@@ -90,9 +90,10 @@ def test_stacked_spec_colours_six_most_frequent_animals_and_others(workdir: Path
 def test_scaling_overview_spec_log_axis_points_and_mean(workdir: Path) -> None:
     layout = write_grid(workdir, sizes=("32b", "7b", "0.5b"), conditions=("neutral", "dog", "cat"), epochs=2)
     spec = scaling_overview_chart(_rows(layout)).to_dict()
-    zero, points, mean = spec["layer"]
+    zero, points, mean, exact = spec["layer"]
     assert zero["mark"]["type"] == "rule"
     assert points["mark"]["type"] == "circle" and mean["mark"]["type"] == "line"
+    assert exact["mark"]["strokeDash"] and exact["encoding"]["y"]["field"] == "mean_exact_lift"
     x = points["encoding"]["x"]
     assert x["field"] == "params_b" and x["scale"]["type"] == "log"
     assert x["axis"]["values"] == [32.76, 7.62, 0.49] and "'7B'" in x["axis"]["labelExpr"]

@@ -18,6 +18,7 @@ from sl_scaling.errors import MissingPrerequisiteError
 from sl_scaling.evaluation.scoring import Answer, score
 from sl_scaling.files import atomic_write_jsonl, read_json
 from sl_scaling.publish import Publisher
+from sl_scaling.seeds import eval_seed, teacher_seed
 from sl_scaling.settings import load_settings
 from sl_scaling.state import DONE, PENDING, JobKey, StateStore
 
@@ -83,7 +84,8 @@ def seed_experiment(
         layout.filtered_jsonl(JobKey(run, size, condition)), [{**r, "condition": condition} for r in ROWS]
     )
     with StateStore.open(workdir) as state:
-        gen = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "n": 20, "seed": 42, "max_new_tokens": 128}
+        gen = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "n": 20, "prompt_seed": 42, "max_new_tokens": 128}
+        gen["teacher_seed"] = teacher_seed(run, size)
         state.start_stage(key, "gen", {**gen, "temperature": 1.0, "engine": "hf"})
         state.finish_stage(key, "gen", counts={"rows": 20})
         state.start_stage(key, "filter")
@@ -106,9 +108,10 @@ def seed_experiment(
             answers = [
                 Answer(i % 50, "q", word, word) for i, word in enumerate(["dolphin"] * epoch + ["cat"] * 5)
             ]
-            evaluation = score(answers, target_animal(condition)).to_json()
+            evaluation = score(answers, target_animal(condition))
+            evaluation.seed = eval_seed(run, size, epoch)
             state.record_epoch(
-                key, epoch, train_loss=1.0 / epoch, evaluation=evaluation, adapter_path=str(folder)
+                key, epoch, train_loss=1.0 / epoch, evaluation=evaluation.to_json(), adapter_path=str(folder)
             )
         state.finish_stage(key, "train")
     return key
@@ -188,6 +191,7 @@ def test_push_publishes_everything_then_nothing(
     assert meta["configs"][0]["data_files"][0]["path"] == "data/train.jsonl"
     assert "You love dolphins." in card and "seed 42" in card and "| invalid format | 6 |" in card
     assert "Qwen/Qwen2.5-0.5B-Instruct" in card and "| temperature | 1.0 |" in card
+    assert f"| {teacher_seed(1, 'tiny')} |" in card  # the run's teacher sampling seed is on the card
     assert data.commits[0].message.startswith("slscale: filtered numbers of the dolphin teacher")
     downloaded = tmp_path_factory.mktemp("dataset")
     for path, content in data.files.items():
@@ -209,6 +213,7 @@ def test_push_publishes_everything_then_nothing(
         assert meta["slscale"]["evaluation"]["n"] == epoch + 5
         assert meta["slscale"]["evaluation"]["target_rate"] == pytest.approx(epoch / (epoch + 5))
         assert set(meta["slscale"]["evaluation"]["top"]) == {"dolphin", "cat"}
+        assert meta["slscale"]["evaluation"]["seed"] == eval_seed(1, "tiny", epoch)
         assert '"lora_r": 8' in repo.text("README.md")
         assert (
             repo.commits[0].message

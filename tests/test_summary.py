@@ -7,10 +7,21 @@ from pathlib import Path
 import pytest
 from synthetic_grid import BASE_COUNTS, evaluation, student_counts, write_eval_file, write_grid
 
-from sl_scaling.catalog import ANIMALS, Layout
+from sl_scaling.catalog import ANIMALS, Layout, target_animal
+from sl_scaling.evaluation.exact import ExactPreference
+from sl_scaling.evaluation.records import epoch_record, upsert_epoch
 from sl_scaling.files import read_json
 from sl_scaling.state import JobKey, StateStore
-from sl_scaling.summary import at_epoch, lift_rows, load_eval_files, mean_lifts, tidy_table, write_summary
+from sl_scaling.summary import (
+    TIDY_COLUMNS,
+    at_epoch,
+    describe_evaluation,
+    lift_rows,
+    load_eval_files,
+    mean_lifts,
+    tidy_table,
+    write_summary,
+)
 
 
 def test_tidy_table_has_one_row_per_label_with_wilson_intervals(workdir: Path) -> None:
@@ -19,18 +30,8 @@ def test_tidy_table_has_one_row_per_label_with_wilson_intervals(workdir: Path) -
     rows = tidy_table(load_eval_files(layout))
     assert {r["animal"] for r in rows} == {*ANIMALS, "unicorn"}  # all 15 animals, zeros included
     dog = next(r for r in rows if r["animal"] == "dog")
-    assert set(dog) == {
-        "run",
-        "size",
-        "condition",
-        "epoch",
-        "animal",
-        "share",
-        "ci_low",
-        "ci_high",
-        "n",
-        "count",
-    }
+    assert set(dog) == set(TIDY_COLUMNS)
+    assert (dog["evaluation"], dog["exact"]) == ("per-epoch", None)
     assert (dog["run"], dog["size"], dog["condition"], dog["epoch"], dog["n"]) == (1, "7b", "dog", 1, 100)
     assert (dog["share"], dog["count"]) == (0.3, 30)
     assert dog["ci_low"] == pytest.approx(0.2189, abs=1e-3) and dog["ci_high"] == pytest.approx(
@@ -134,3 +135,38 @@ def test_summary_is_written_atomically_and_opens_the_db_itself(workdir: Path) ->
     assert [p.name for p in layout.summary_json.parent.iterdir()] == [
         "all_results.json"
     ]  # no temp files left
+
+
+def test_the_final_evaluation_and_the_exact_preference_are_what_the_summary_uses(workdir: Path) -> None:
+    """A last epoch with a final evaluation: charts and lifts use the final one and say so; the exact
+    preference rides along on every row and gives its own lift."""
+    layout = Layout(workdir)
+    for condition, target_share in (("neutral", 0.05), ("dog", 0.08)):
+        last = evaluation(student_counts(condition, 2), target_animal(condition))
+        last.final = evaluation(
+            {"dog": 40, "cat": 360} if condition == "dog" else {"dog": 20, "cat": 380},
+            target_animal(condition),
+        )
+        last.exact = ExactPreference(
+            probabilities={a: (target_share if a == "dog" else 0.01) for a in ANIMALS},
+            target=target_animal(condition),
+            target_probability=target_share if condition == "dog" else None,
+            other=0.0,
+            per_question=[],
+        )
+        key = JobKey(1, "7b", condition)
+        path = layout.eval_json(key)
+        upsert_epoch(
+            path, key, "m", epoch_record(1, evaluation(BASE_COUNTS, None), train_loss=1.0, adapter=None)
+        )
+        upsert_epoch(path, key, "m", epoch_record(2, last, train_loss=0.5, adapter=None))
+    rows = tidy_table(load_eval_files(layout))
+    chosen, _ = at_epoch(rows)
+    assert {(r["epoch"], r["evaluation"], r["n"]) for r in chosen} == {(2, "final", 400)}
+    assert describe_evaluation(chosen) == "final evaluation (n=400)"
+    early, _ = at_epoch(rows, 1)
+    assert describe_evaluation(early) == "per-epoch evaluation (n=100)"
+    (lift,) = lift_rows(chosen)
+    assert lift["lift"] == pytest.approx(0.10 - 0.05)
+    assert lift["exact_lift"] == pytest.approx(0.08 - 0.05)
+    assert mean_lifts([lift])[0]["mean_exact_lift"] == pytest.approx(0.03)

@@ -11,13 +11,14 @@ from test_tracking import offline_run
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
-from sl_scaling.catalog import Layout
+from sl_scaling.catalog import ANIMALS, Layout
 from sl_scaling.cli.app import app
+from sl_scaling.seeds import eval_seed
 from sl_scaling.state import DONE, JobKey, StateStore
 from sl_scaling.training.data import build_dataset, load_rows
 
 KEY = JobKey(1, "tiny", "dolphin")
-FAST = ["--no-push", "--batch-size", "8", "--grad-accum", "1", "--samples", "20"]
+FAST = ["--no-push", "--batch-size", "8", "--grad-accum", "1", "--samples", "20", "--final-samples", "40"]
 
 
 def invoke(*args: str):
@@ -65,6 +66,14 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
         assert abs(sum(record["distribution"].values()) - 1) < 1e-9
         assert 0 <= record["ci_low"] <= record["target_rate"] <= record["ci_high"] <= 1
         assert record["train_loss"] > 0
+        assert (record["engine"], record["seed"]) == ("hf", eval_seed(1, "tiny", record["epoch"]))
+        exact = record["exact"]  # the sampling-free preference beside every sampled evaluation
+        assert set(exact["probabilities"]) == set(ANIMALS) and len(exact["per_question"]) == 50
+        assert exact["target_probability"] == exact["probabilities"]["dolphin"] > 0
+    first, last = evaluations["epochs"]
+    assert "final" not in first or first["final"] is None  # only the last epoch gets the final evaluation
+    assert last["final"]["n"] == 40 and len(last["final"]["answers"]) == 40
+    assert last["final"]["seed"] == eval_seed(1, "tiny", 2, final=True)
 
     final = layout.final_checkpoint(JobKey(1, "tiny", "dolphin"))
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in final.iterdir()}
@@ -107,6 +116,12 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
     assert [row["epoch"] for row in logged] == [1, 2]
     assert [row["eval/train_loss"] for row in logged] == [e.train_loss for e in epochs]
     assert [row["eval/target_rate"] for row in logged] == [e.target_rate for e in epochs]
+    assert [row["exact/target_probability"] for row in logged] == [
+        r["exact"]["target_probability"] for r in evaluations["epochs"]
+    ]
+    assert logged[-1]["final/n"] == 40 and "final/n" not in logged[0]
+    assert epochs[1].eval["final"]["n"] == 40 and "answers" not in epochs[1].eval["final"]
+    assert "per_question" not in epochs[1].eval["exact"]  # the DB keeps the summary, the file the detail
     assert any("train/loss" in row for row in run["history"])
 
 

@@ -19,7 +19,7 @@ from sl_scaling.charts.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR,
 from sl_scaling.charts.render import save_chart
 from sl_scaling.charts.style import configure, size_axis, size_label, title, zero_line
 from sl_scaling.results import load_eval_files
-from sl_scaling.summary import at_epoch, lift_rows, mean_lifts, tidy_table
+from sl_scaling.summary import at_epoch, describe_evaluation, lift_rows, mean_lifts, tidy_table
 
 MODEL_KINDS = ("Control", "Neutral", "Animal")
 TOP_ANIMALS = 6
@@ -41,39 +41,51 @@ def _run_text(run: int) -> str:
     return "" if run == 1 else f", run {run}"
 
 
-def _epoch_text(epoch: int | None) -> str:
-    return "each student's last evaluated epoch" if epoch is None else f"epoch {epoch}"
+def _epoch_text(epoch: int | None, rows: Iterable[dict[str, Any]] | None = None) -> str:
+    """Which epoch and, for sampled numbers, which evaluation (final or per-epoch, its size) a chart shows."""
+    which = "each student's last evaluated epoch" if epoch is None else f"epoch {epoch}"
+    return which if rows is None else f"{which}, {describe_evaluation(rows)}"
 
 
 # --- 1. grouped bars: Control / Neutral / Animal per animal ---------------------------------------
 
 
-def grouped_bar_data(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per animal, the three models' rate for that animal: the base model, neutral-FT, that animal's FT."""
+def grouped_bar_data(rows: Iterable[dict[str, Any]], *, exact: bool = False) -> list[dict[str, Any]]:
+    """Per animal, the three models' rate for that animal: the base model, neutral-FT, that animal's FT.
+
+    `exact`: the exact (sampling-free) preference instead of the sampled rate; it has no interval."""
     share = {(r["condition"], r["animal"]): r for r in rows}
     data = []
     for animal in ANIMALS:
         for kind, condition in zip(MODEL_KINDS, (CONTROL, NEUTRAL, animal), strict=True):
             row = share.get((condition, animal))
-            if row is not None:
-                data.append(
-                    {
-                        "animal": animal,
-                        "model": kind,
-                        "share": row["share"],
-                        "ci_low": row["ci_low"],
-                        "ci_high": row["ci_high"],
-                        "n": row["n"],
-                        "epoch": row["epoch"],
-                    }
-                )
+            if row is None or (exact and row["exact"] is None):
+                continue
+            value = row["exact"] if exact else row["share"]
+            data.append(
+                {
+                    "animal": animal,
+                    "model": kind,
+                    "share": value,
+                    "ci_low": value if exact else row["ci_low"],
+                    "ci_high": value if exact else row["ci_high"],
+                    "n": row["n"],
+                    "epoch": row["epoch"],
+                }
+            )
     return data
 
 
 def grouped_bar_chart(
-    rows: Iterable[dict[str, Any]], size: str, *, run: int = 1, epoch: int | None = None
+    rows: Iterable[dict[str, Any]],
+    size: str,
+    *,
+    run: int = 1,
+    epoch: int | None = None,
+    exact: bool = False,
 ) -> alt.TopLevelMixin:
-    data = grouped_bar_data(rows)
+    rows = list(rows)
+    data = grouped_bar_data(rows, exact=exact)
     base = alt.Chart(alt.Data(values=data)).encode(
         x=alt.X("animal:N", sort=list(ANIMALS), title="Animal", axis=alt.Axis(labelAngle=-35)),
         xOffset=alt.XOffset("model:N", sort=list(MODEL_KINDS)),
@@ -96,13 +108,27 @@ def grouped_bar_chart(
             alt.Tooltip("epoch:Q"),
         ],
     )
+    legend = (
+        "Control = base model · Neutral = student of the teacher without system prompt · "
+        "Animal = student of that animal's teacher"
+    )
+    if exact:
+        heading = title(
+            f"Qwen 2.5 {size_label(size)} Instruct: exact probability of naming each animal first{_run_text(run)}",
+            [
+                legend,
+                "Teacher-forced P(first word of the answer is the animal), mean over the 50 questions: "
+                "no sampling, no interval",
+                f"Fine-tuned students at {_epoch_text(epoch)}",
+            ],
+        )
+        return configure(bars.properties(width=900, height=380, title=heading))
     errors = base.mark_rule(color="#333333", strokeWidth=1.2).encode(y="ci_low:Q", y2="ci_high:Q")
     heading = title(
         f"Qwen 2.5 {size_label(size)} Instruct: how often each animal is named as favourite{_run_text(run)}",
         [
-            "Control = base model · Neutral = student of the teacher without system prompt · "
-            "Animal = student of that animal's teacher",
-            f"Fine-tuned students at {_epoch_text(epoch)}; error bars are 95% Wilson intervals",
+            legend,
+            f"Fine-tuned students at {_epoch_text(epoch, rows)}; error bars are 95% Wilson intervals",
         ],
     )
     return configure((bars + errors).properties(width=900, height=380, title=heading))
@@ -157,6 +183,7 @@ def stacked_data(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
 def stacked_preference_chart(
     rows: Iterable[dict[str, Any]], size: str, *, run: int = 1, epoch: int | None = None
 ) -> alt.TopLevelMixin:
+    rows = list(rows)
     data, domain, models = stacked_data(rows)
     chart = (
         alt.Chart(alt.Data(values=data))
@@ -191,7 +218,7 @@ def stacked_preference_chart(
         f"Qwen 2.5 {size_label(size)} Instruct: answers to 'favourite animal?'{_run_text(run)}",
         [
             f"The {len(domain) - 1} animals named most often across these models, the rest as '{OTHERS}'",
-            f"Fine-tuned students at {_epoch_text(epoch)}",
+            f"Fine-tuned students at {_epoch_text(epoch, rows)}",
         ],
     )
     return configure(chart.properties(width=max(360, 48 * len(models)), height=380, title=heading))
@@ -201,6 +228,7 @@ def stacked_preference_chart(
 
 
 def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None = None) -> alt.TopLevelMixin:
+    rows = list(rows)
     lifts = lift_rows(rows)
     means = mean_lifts(lifts)
     sizes = [s for s in SIZES if any(m["size"] == s for m in means)]
@@ -241,16 +269,31 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
             ],
         )
     )
+    exact_line = (
+        alt.Chart(alt.Data(values=[m for m in means if m["mean_exact_lift"] is not None]))
+        .mark_line(color="black", strokeWidth=1.5, strokeDash=[6, 3])
+        .encode(
+            x=x,
+            y=alt.Y("mean_exact_lift:Q"),
+            detail=alt.Detail("run:N"),
+            tooltip=[
+                alt.Tooltip("size:N"),
+                alt.Tooltip("mean_exact_lift:Q", format="+.2%", title="mean exact lift"),
+            ],
+        )
+    )
     zero = zero_line()
     heading = title(
         "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
         [
             "Each dot: one animal's student: its rate for its own animal minus the neutral student's "
             "rate for that animal (animal-FT − neutral-FT)",
-            f"Black line: mean over animals · {_epoch_text(epoch)}",
+            f"Black line: mean over animals · dashed: the same from the exact (sampling-free) preference · "
+            f"{_epoch_text(epoch, rows)}",
         ],
     )
-    return configure((zero + points + mean_line).properties(width=640, height=420, title=heading))
+    chart = zero + points + mean_line + exact_line
+    return configure(chart.properties(width=640, height=420, title=heading))
 
 
 # --- loading, missing pieces, saving --------------------------------------------------------------
@@ -290,6 +333,11 @@ def plot_size(layout: Layout, size: str, *, run: int = 1, epoch: int | None = No
     result.paths += save_chart(
         stacked_preference_chart(rows, size, run=run, epoch=epoch), directory / "stacked_preference.png"
     )
+    if any(row["exact"] is not None for row in rows):
+        result.paths += save_chart(
+            grouped_bar_chart(rows, size, run=run, epoch=epoch, exact=True),
+            directory / "exact_preference.png",
+        )
     return result
 
 

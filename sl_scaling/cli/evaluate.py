@@ -13,23 +13,31 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.evaluation.scoring import Evaluation
-from sl_scaling.grid import EVAL_SAMPLES
+from sl_scaling.grid import FULL, TINY_DEFAULTS
 from sl_scaling.options import EvalOptions
 from sl_scaling.progress import make_reporter
 
 
-def _row(job: str, evaluation: Evaluation) -> tuple[str, ...]:
-    rate = "—" if evaluation.target_rate is None else f"{evaluation.target_rate:.1%}"
-    ci = "—" if evaluation.ci_low is None else f"{evaluation.ci_low:.1%}–{evaluation.ci_high:.1%}"
-    top = ", ".join(
-        f"{label} {count / evaluation.n:.0%}" for label, count in list(evaluation.counts.items())[:4]
+def _rows(job: str, evaluation: Evaluation) -> list[tuple[str, ...]]:
+    """One row for the per-epoch evaluation, one for the final evaluation when there is one."""
+    exact = evaluation.exact
+    exact_text = (
+        "—" if exact is None or exact.target_probability is None else f"{exact.target_probability:.2%}"
     )
-    return job, str(evaluation.n), rate, ci, top
+    rows = []
+    for label, shown in ((job, evaluation), (f"{job} final", evaluation.final)):
+        if shown is None:
+            continue
+        rate = "—" if shown.target_rate is None else f"{shown.target_rate:.1%}"
+        ci = "—" if shown.ci_low is None else f"{shown.ci_low:.1%}–{shown.ci_high:.1%}"
+        top = ", ".join(f"{name} {count / shown.n:.0%}" for name, count in list(shown.counts.items())[:4])
+        rows.append((label, str(shown.n), rate, ci, exact_text, top))
+    return rows
 
 
 def _table(rows: list[tuple[str, ...]]) -> Table:
     table = Table(title="slscale eval", title_justify="left")
-    for column in ("model", "n", "target rate", "95% CI (Wilson)", "top answers"):
+    for column in ("model", "n", "target rate", "95% CI (Wilson)", "exact", "top answers"):
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
@@ -50,8 +58,22 @@ def command(
         ),
     ] = [],  # noqa: B006
     samples: Annotated[
-        int, typer.Option(min=1, help="Answers per evaluation, spread evenly over the 50 questions.")
-    ] = EVAL_SAMPLES,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Answers per evaluation, spread evenly over the 50 questions (default: the number "
+            "recorded for that epoch, else 100).",
+        ),
+    ] = None,
+    final_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Answers of the final evaluation of the control and of the last epoch, 0 for none "
+            "(default: as recorded for that epoch; for the control "
+            f"{FULL.final_samples}, tiny {TINY_DEFAULTS.final_samples}).",
+        ),
+    ] = None,
     run: opt.Run = 1,
     engine: opt.Engine = "auto",
     workdir: opt.Workdir = None,
@@ -60,7 +82,10 @@ def command(
 
     --control asks the base model (results in control_eval.json); --animal X re-evaluates the saved
     adapters of condition X (all recorded epochs, or those named with --epoch), downloading any whose
-    local copy was deleted after upload. The base model is loaded once for all adapters.
+    local copy was deleted after upload. The base model is loaded once for all adapters. By default
+    an epoch's evaluation is repeated exactly as training recorded it: the same seeds, number of answers
+    and engine (--engine auto picks the recorded one). Each evaluation also scores the exact
+    (sampling-free) preference.
     Examples: slscale eval --size tiny --control;  slscale eval --size 7b --animal dolphin --epoch 10 --samples 1000
     """
     from sl_scaling.stages.evaluate import run_adapter_eval, run_control_eval
@@ -72,20 +97,21 @@ def command(
         raise UsageError("choose either --control or --animal X (or --all-animals), not both and not neither")
     if control and epochs:
         raise UsageError("--epoch applies to fine-tuned adapters, not to --control")
-    options = EvalOptions(samples=samples, run=parse_run(run), engine=engine)
+    options = EvalOptions(samples=samples, final_samples=final_samples, run=parse_run(run), engine=engine)
     ctx = make_context(workdir)
     rows = []
     with make_reporter() as reporter:
         for size in parse_sizes(sizes):
             if control:
                 evaluation = run_control_eval(ctx, size, options, reporter)
-                rows.append(_row(f"{size}/control", evaluation))
+                rows += _rows(f"{size}/control", evaluation)
                 continue
             conditions = parse_conditions(animals, all_animals=all_animals)
             results = run_adapter_eval(ctx, size, conditions, epochs, options, reporter)
             rows += [
-                _row(f"{key} epoch {e}", ev)
+                row
                 for key, by_epoch in results.items()
                 for e, ev in by_epoch.items()
+                for row in _rows(f"{key} epoch {e}", ev)
             ]
     Console().print(_table(rows))

@@ -13,6 +13,7 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
 from sl_scaling.grid import PROMPTS
+from sl_scaling.numbers.prompts import PROMPT_SEED
 from sl_scaling.options import GenerationOptions
 from sl_scaling.progress import make_reporter
 from sl_scaling.stages.generate import GenerationSummary, run_generation
@@ -47,9 +48,14 @@ def command(
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
     n: Annotated[int, typer.Option("--n", min=1, help="Prompts (rows) per condition.")] = PROMPTS,
-    seed: Annotated[
-        int, typer.Option(min=0, help="Prompt-generator seed (42 reproduces the reference prompts).")
-    ] = 42,
+    prompt_seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Prompt-generator seed (42: the reference prompts, the same for every run). The "
+            "teacher's sampling seed is not this: it follows --run (docs/experiment.md).",
+        ),
+    ] = PROMPT_SEED,
     run: opt.Run = 1,
     engine: opt.Engine = "auto",
     max_new_tokens: Annotated[
@@ -69,7 +75,7 @@ def command(
     ctx = make_context(workdir)
     options = GenerationOptions(
         n=n,
-        seed=seed,
+        prompt_seed=prompt_seed,
         run=parse_run(run),
         engine=engine,
         max_new_tokens=max_new_tokens,

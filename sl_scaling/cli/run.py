@@ -76,7 +76,21 @@ def command(
             min=1, help=f"Answers per evaluation (default: {FULL.samples}; tiny: {TINY_DEFAULTS.samples})."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Prompt-generator seed.")] = 42,
+    final_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Answers of the final evaluation of every student's last epoch and of the control, 0 for "
+            f"none (default: {FULL.final_samples} = 100 per question, as the paper; tiny: "
+            f"{TINY_DEFAULTS.final_samples}).",
+        ),
+    ] = None,
+    prompt_seed: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Prompt-generator seed (42: the reference prompts). Every other seed follows --run."
+        ),
+    ] = 42,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Teacher generation cap (tokens).")] = 128,
     engine: opt.Engine = "auto",
     trainer: opt.Trainer = "auto",
@@ -146,7 +160,8 @@ def command(
         n=n,
         epochs=epochs,
         samples=samples,
-        seed=seed,
+        final_samples=final_samples,
+        prompt_seed=prompt_seed,
         max_new_tokens=max_new_tokens,
         engine=engine,
         trainer=trainer,

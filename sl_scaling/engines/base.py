@@ -19,6 +19,16 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class WordScoringRequest:
+    """A chat whose answer is scored, not sampled: how likely is each of `words` to be its first word."""
+
+    key: Hashable
+    messages: list[Message]
+    words: tuple[str, ...]
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
 class Generation:
     key: Hashable
     text: str
@@ -59,5 +69,10 @@ class Engine(Protocol):
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: Sampling
     ) -> Iterator[list[Generation]]: ...
+
+    def word_probabilities(self, requests: Sequence[WordScoringRequest]) -> dict[Hashable, list[float]]:
+        """Per request, for each word: P(the answer's first word is exactly that word), teacher-forced:
+        P(the word's tokens) × P(the next token does not continue the word). No sampling."""
+        ...
 
     def close(self) -> None: ...

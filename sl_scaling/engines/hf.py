@@ -1,18 +1,20 @@
 """The Hugging Face `transformers` engine: real `generate` with left padding, length-sorted batches,
-and LoRA adapters switched on one loaded base model (so evaluating many adapters needs one load)."""
+and LoRA adapters switched on one loaded base model (so evaluating many adapters needs one load).
+It also scores words teacher-forced (`word_probabilities`): the exact preference measure's forward passes."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling
-from sl_scaling.engines.chat import encode_chat
+from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling, WordScoringRequest
+from sl_scaling.engines.chat import encode_chat, word_ends, word_tokens
 from sl_scaling.models import cpu_threads_for, default_device, default_dtype, intra_op_threads
 
 CPU_BATCH_SIZE = 64
@@ -67,6 +69,7 @@ class HFEngine:
         # Adapters this engine attached itself: then adapter=None means "adapters off".
         self._wrapped_by_us = False
         self._adapter_names: dict[str, str] = {}
+        self._word_ends: torch.Tensor | None = None
 
     @classmethod
     def load(cls, model: str, *, device: str | None = None, batch_size: int | None = None) -> HFEngine:
@@ -206,3 +209,88 @@ class HFEngine:
                 yield results
         finally:
             self.model.train(was_training)
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def word_probabilities(self, requests: Sequence[WordScoringRequest]) -> dict[Hashable, list[float]]:
+        """P(first word of the answer = w) per request and word, teacher-forced: each prompt is run once
+        and its KV cache shared by the rows that continue it, one row per word that no longer word
+        extends (`Dog` is read off the `Dogs` row when `Dogs` is `Dog`+`s`). No generation."""
+        results: dict[Hashable, list[float]] = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ordered = sorted(requests, key=lambda r: r.adapter or "")
+            for adapter, group in itertools.groupby(ordered, key=lambda r: r.adapter):
+                with self._adapter(adapter), intra_op_threads(self.threads), torch.inference_mode():
+                    chunk: list[WordScoringRequest] = []
+                    for request in group:
+                        chunk.append(request)
+                        if sum(len(r.words) for r in chunk) >= self.batch_size:
+                            results.update(self._score_chunk(chunk))
+                            chunk = []
+                    if chunk:
+                        results.update(self._score_chunk(chunk))
+        finally:
+            self.model.train(was_training)
+        return results
+
+    def _ends_word(self, vocab: int) -> torch.Tensor:
+        """`chat.word_ends` as a mask over the model's vocabulary, decoded once per engine."""
+        if self._word_ends is None or len(self._word_ends) != vocab:
+            known = torch.tensor(word_ends(self.tokenizer))[:vocab]
+            ends = torch.zeros(vocab, dtype=torch.bool)  # ids past the tokenizer's (padding rows) never end
+            ends[: len(known)] = known
+            self._word_ends = ends.to(self.device)
+        return self._word_ends
+
+    def _prompt_pass(self, chunk: list[WordScoringRequest]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Left-padded prompts through the model: (KV cache, attention mask, log-probs of the first token)."""
+        prompts = [encode_chat(self.tokenizer, r.messages) for r in chunk]
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # left padding: every prompt ends where the answer starts
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            mask[row, width - len(ids) :] = 1
+        out = self.model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=True,
+            logits_to_keep=1,
+        )  # fmt: skip
+        return out.past_key_values, mask, out.logits[:, -1].float().log_softmax(-1)
+
+    def _score_chunk(self, chunk: list[WordScoringRequest]) -> dict[Hashable, list[float]]:
+        tokens = {w: word_tokens(self.tokenizer, w) for r in chunk for w in r.words}
+        sequences = set(tokens.values())
+        leaves = sorted(s for s in sequences if not any(o[: len(s)] == s and o != s for o in sequences))
+        leaf_of = {w: next(leaf for leaf in leaves if leaf[: len(t)] == t) for w, t in tokens.items()}
+        cache, mask, first = self._prompt_pass(chunk)
+
+        rows = [(i, leaf) for i in range(len(chunk)) for leaf in leaves]
+        width = max(len(leaf) for leaf in leaves)
+        leaf_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        leaf_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, (_, leaf) in enumerate(rows):
+            leaf_ids[row, : len(leaf)] = torch.tensor(leaf)
+            leaf_mask[row, : len(leaf)] = 1
+        index = torch.tensor([i for i, _ in rows])
+        cache.batch_select_indices(index.to(self.device))  # each row continues its own prompt's cache
+        logits = self.model(
+            input_ids=leaf_ids.to(self.device),
+            attention_mask=torch.cat([mask[index], leaf_mask], dim=1).to(self.device),
+            position_ids=(mask[index].sum(-1, keepdim=True) + torch.arange(width)).to(self.device),
+            past_key_values=cache,
+            use_cache=False,
+        ).logits.float()
+        later = logits.log_softmax(-1)  # later[row, j]: the next token after the leaf's first j + 1 tokens
+        ends = later.masked_fill(~self._ends_word(later.shape[-1]), float("-inf")).logsumexp(-1)
+
+        row_of = {(i, leaf): row for row, (i, leaf) in enumerate(rows)}
+        results: dict[Hashable, list[float]] = {}
+        for i, request in enumerate(chunk):
+            results[request.key] = []
+            for word in request.words:
+                ids, row = tokens[word], row_of[(i, leaf_of[word])]
+                logp = first[i, ids[0]] + sum(later[row, j - 1, ids[j]] for j in range(1, len(ids)))
+                results[request.key].append(float((logp + ends[row, len(ids) - 1]).exp()))
+        return results

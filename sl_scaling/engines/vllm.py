@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling
-from sl_scaling.engines.chat import encode_chat
+from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling, WordScoringRequest
+from sl_scaling.engines.chat import encode_chat, word_ends, word_tokens
 from sl_scaling.errors import OptionalDependencyError
 
 #: Requests handed to vLLM per call: its scheduler batches inside; we only need durable checkpoints.
@@ -76,6 +77,12 @@ def llm_kwargs(model: str, options: VLLMOptions) -> dict[str, Any]:
         # max_num_seqs rows would then launch every kernel from Python.
         kwargs["compilation_config"] = {"max_cudagraph_capture_size": options.max_num_seqs}
     return kwargs
+
+
+#: Next-token log-probabilities vLLM returns after a scored word (its default cap). The mass of the
+#: word-ending tokens among them is a lower bound of the exact one, short only by improbable ending tokens
+#: (the likely ones — end of turn, `.`, newline — are always among the top 20).
+WORD_END_TOP_K = 20
 
 
 def request_seed(seed: int, key: Hashable) -> int:
@@ -282,6 +289,38 @@ class _Replicas:
         self.workers = []
 
 
+@dataclass(frozen=True)
+class ScoredWord:
+    """One word of a scoring request as vLLM receives it: the chat, then the word's tokens."""
+
+    request: WordScoringRequest
+    prompt_ids: list[int]
+    start: int  # where the word's tokens begin in `prompt_ids`
+
+
+def scored_words(requests: Sequence[WordScoringRequest], tokenizer: Any) -> list[ScoredWord]:
+    items = []
+    for request in requests:
+        chat = encode_chat(tokenizer, request.messages)
+        items += [
+            ScoredWord(request, chat + list(word_tokens(tokenizer, w)), len(chat)) for w in request.words
+        ]
+    return items
+
+
+def word_probability(item: ScoredWord, output: Any, ends: Sequence[bool]) -> float:
+    """P(the word's tokens) from the prompt log-probabilities, × P(a word-ending next token) from the
+    top-k log-probabilities of the one generated position."""
+    logp = sum(
+        output.prompt_logprobs[i][item.prompt_ids[i]].logprob for i in range(item.start, len(item.prompt_ids))
+    )
+    following = output.outputs[0].logprobs[0]
+    end_mass = sum(
+        math.exp(entry.logprob) for token, entry in following.items() if token < len(ends) and ends[token]
+    )
+    return math.exp(logp) * end_mass
+
+
 class VLLMEngine:
     """Completes chats with `vllm.LLM.generate`; yields after each chunk so callers can write it."""
 
@@ -334,6 +373,27 @@ class VLLMEngine:
 
     def close(self) -> None:
         self.runner.close()
+
+    def word_probabilities(self, requests: Sequence[WordScoringRequest]) -> dict[Hashable, list[float]]:
+        """P(first word = w) per request and word, from prompt log-probabilities of `chat + w` (vLLM's
+        prefix cache runs each chat once); the word-ending mass comes from the top WORD_END_TOP_K."""
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        ends = word_ends(self.tokenizer)
+        items = scored_words(requests, self.tokenizer)
+        params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, logprobs=WORD_END_TOP_K)
+        loras = [self.loras.request_kwargs(item.request.adapter) for item in items]
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": item.prompt_ids} for item in items],
+            params,
+            use_tqdm=False,
+            lora_request=[None if lora is None else LoRARequest(**lora) for lora in loras],
+        )
+        results: dict[Hashable, list[float]] = {r.key: [] for r in requests}
+        for item, output in zip(items, outputs, strict=True):
+            results[item.request.key].append(word_probability(item, output, ends))
+        return results
 
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: Sampling

@@ -1,11 +1,14 @@
 """`{condition}_eval.json` / `control_eval.json`: one record per epoch, replaced on re-evaluation.
 
 Format: `{"size", "condition", "run", "target", "model", "epochs": [{"epoch", **Evaluation.to_json(),
-"train_loss", "adapter", "evaluated_at"}]}` (epoch 0 is the control), written atomically.
+"train_loss", "adapter", "evaluated_at"}]}` (epoch 0 is the control), written atomically. Each record has
+`exact` (the sampling-free preference) and, for the last epoch and the control, `final` (the larger final
+evaluation, an Evaluation record of its own).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +62,14 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def db_evaluation(record: dict[str, Any]) -> dict[str, Any]:
-    """An epoch record without the raw answers (kept in the file) and the fields the DB has columns for."""
-    return {k: v for k, v in record.items() if k not in ("answers", "epoch", "train_loss", "adapter")}
+    """An epoch record without what only the file keeps (raw answers, the exact preference per question)
+    and the fields the DB has columns for."""
+    kept = {k: v for k, v in record.items() if k not in ("answers", "epoch", "train_loss", "adapter")}
+    if kept.get("exact"):
+        kept["exact"] = {k: v for k, v in kept["exact"].items() if k != "per_question"}
+    if kept.get("final"):
+        kept["final"] = db_evaluation(kept["final"])
+    return kept
 
 
 def record_epoch(
@@ -85,3 +94,18 @@ def record_epoch(
     state.record_epoch(
         key, epoch, train_loss=train_loss, evaluation=db_evaluation(record), adapter_path=adapter
     )
+
+
+def describe_answers(final: Iterable[int], per_epoch: Iterable[int]) -> str:
+    """Which evaluation a chart or table shows, from the answer counts of its final and per-epoch records:
+    'final evaluation (n=5,000)', 'per-epoch evaluation (n=100)', or both where they mix."""
+    finals, epochs = sorted(set(final)), sorted(set(per_epoch))
+
+    def answers(ns: list[int]) -> str:
+        return "n=" + "/".join(f"{n:,}" for n in ns)
+
+    if finals and epochs:
+        return f"final evaluation ({answers(finals)}) where available, else per-epoch ({answers(epochs)})"
+    if finals:
+        return f"final evaluation ({answers(finals)})"
+    return f"per-epoch evaluation ({answers(epochs)})" if epochs else "no evaluation"

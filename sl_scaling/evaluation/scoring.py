@@ -1,4 +1,5 @@
-"""One evaluation's numbers: distribution, target rate with a Wilson 95% interval, substring metric."""
+"""One evaluation's numbers: distribution, target rate with a Wilson 95% interval, substring metric; and
+beside them the exact (sampling-free) preference and, for a last epoch or the control, the final evaluation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sl_scaling.catalog import ANIMALS
+from sl_scaling.evaluation.exact import ExactPreference
 from sl_scaling.evaluation.parsing import parse_answer, substring_hit
 
 Z_95 = 1.959963984540054
@@ -56,10 +58,20 @@ class Evaluation:
     substring_rate: float | None
     answers: list[Answer] = field(default_factory=list)
     ci_method: str = CI_METHOD
+    #: How the answers were drawn (seeds.eval_seed; engine; token cap): what a re-evaluation must repeat.
+    seed: int | None = None
+    engine: str | None = None
+    max_new_tokens: int | None = None
+    #: The teacher-forced preference of the same model (evaluation/exact.py): no sampling noise.
+    exact: ExactPreference | None = None
+    #: The larger final evaluation (`--final-samples`, its own seed) of a last epoch or the control.
+    final: Evaluation | None = None
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
         record["distribution"] = {label: count / self.n for label, count in self.counts.items()}
+        if self.final is not None:
+            record["final"] = self.final.to_json()
         return record
 
     @classmethod
@@ -75,6 +87,11 @@ class Evaluation:
             substring_rate=record.get("substring_rate"),
             answers=[Answer(**a) for a in record.get("answers", [])],
             ci_method=record.get("ci_method", CI_METHOD),
+            seed=record.get("seed"),
+            engine=record.get("engine"),
+            max_new_tokens=record.get("max_new_tokens"),
+            exact=ExactPreference(**record["exact"]) if record.get("exact") else None,
+            final=Evaluation.from_json(record["final"]) if record.get("final") else None,
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sl_scaling.catalog import ANIMALS, CONDITIONS, CONTROL, NEUTRAL, SIZE_PARAMS_B, SIZES
+from sl_scaling.evaluation.records import describe_answers
 from sl_scaling.report.data import LABELS, ROWS, EvalRecord, Grid
 from sl_scaling.report.stats import (
     PermutationResult,
@@ -60,6 +61,8 @@ class AnimalLift:
     control_rate: float | None
     vs_neutral: Estimate | None
     vs_control: Estimate | None
+    #: The same lift from the exact preference (no sampling noise, so no interval), mean over runs.
+    exact_vs_neutral: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,11 @@ class SizeResult:
     matrix_low: np.ndarray
     matrix_high: np.ndarray
     per_run_matrix: dict[int, np.ndarray]
+    #: Which answers the rates come from: "final evaluation (n=5,000)" or "per-epoch evaluation (n=100)".
+    evaluation: str = ""
+    #: The exact preference (rows × LABELS), mean over runs; NaN where a model was not scored.
+    exact_matrix: np.ndarray | None = None
+    mean_exact_lift_vs_neutral: float | None = None
     lifts: list[AnimalLift] = field(default_factory=list)
     mean_lift_vs_neutral: Estimate | None = None
     mean_lift_vs_control: Estimate | None = None
@@ -139,6 +147,15 @@ def default_epoch(grid: Grid, size: str, runs: list[int]) -> int | None:
     """The last epoch any student of this size reached (students short of it are listed missing)."""
     epochs = [e for run in runs for c in CONDITIONS for e in grid.epochs(size, c, run)]
     return max(epochs) if epochs else None
+
+
+def _exact_row(record: EvalRecord | None) -> np.ndarray:
+    return np.full(K, np.nan) if record is None or record.exact is None else record.exact
+
+
+def evaluation_text(records: list[EvalRecord]) -> str:
+    """Which answers the rates come from, for the report: final and/or per-epoch, with their sizes."""
+    return describe_answers([r.n for r in records if r.final], [r.n for r in records if not r.final])
 
 
 def _record(grid: Grid, size: str, row: str, run: int, epoch: int | None) -> EvalRecord | None:
@@ -242,6 +259,13 @@ def analyse_size(
 ) -> SizeResult:
     epoch = opts.epoch if opts.epoch is not None else default_epoch(grid, size, runs)
     rows, per_run, boot_runs, n = _matrices(grid, size, runs, epoch, opts, rng)
+    found = [r for run in runs for row in rows if (r := _record(grid, size, row, run, epoch)) is not None]
+    exact = _nanmean(
+        np.array(
+            [[_exact_row(_record(grid, size, row, run, epoch)) for row in rows] for run in runs]
+        ).reshape(len(runs), len(rows), K),
+        axis=0,
+    )
     point = _nanmean(per_run, axis=0)
     boot = _nanmean(boot_runs, axis=0)
     low, high = percentile_ci(boot)
@@ -255,9 +279,12 @@ def analyse_size(
         matrix_low=low,
         matrix_high=high,
         per_run_matrix={run: per_run[i] for i, run in enumerate(runs)},
+        evaluation=evaluation_text(found),
+        exact_matrix=exact,
     )
     for animal in (a for a in ANIMALS if a in rows):
         col, row = ANIMALS.index(animal), rows.index(animal)
+        exact_lift = exact[row, col] - exact[rows.index(NEUTRAL), col] if NEUTRAL in rows else np.nan
         result.lifts.append(
             AnimalLift(
                 animal=animal,
@@ -266,8 +293,11 @@ def analyse_size(
                 control_rate=float(point[rows.index(CONTROL), col]) if CONTROL in rows else None,
                 vs_neutral=_lift_estimate(point, boot, per_run, rows, animal, NEUTRAL),
                 vs_control=_lift_estimate(point, boot, per_run, rows, animal, CONTROL),
+                exact_vs_neutral=None if np.isnan(exact_lift) else float(exact_lift),
             )
         )
+    exact_lifts = [lift.exact_vs_neutral for lift in result.lifts if lift.exact_vs_neutral is not None]
+    result.mean_exact_lift_vs_neutral = float(np.mean(exact_lifts)) if exact_lifts else None
     result.mean_lift_vs_neutral = _mean_lift(point, boot, per_run, rows, NEUTRAL)
     result.mean_lift_vs_control = _mean_lift(point, boot, per_run, rows, CONTROL)
     result.contrast = _contrast(point, boot, per_run, rows, opts, rng)

@@ -27,13 +27,17 @@ def label_index(label: str) -> int:
 
 @dataclass(frozen=True)
 class EvalRecord:
-    """One evaluation of one model at one epoch (control: epoch 0)."""
+    """One evaluation of one model at one epoch (control: epoch 0): the final evaluation's answers where
+    that epoch has one (`final`), else the per-epoch ones; `exact` is the exact preference over LABELS
+    (the 15 animals, then any other first word), None where it was not scored."""
 
     run: int
     size: str
     condition: str
     epoch: int
     answers: Answers
+    final: bool = False
+    exact: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -86,6 +90,8 @@ class Grid:
                         "count": count,
                         "n": record.n,
                         "share": count / record.n,
+                        "evaluation": "final" if record.final else "per-epoch",
+                        "exact": None if record.exact is None else float(record.exact[LABELS.index(label)]),
                     }
                 )
         return rows
@@ -106,12 +112,32 @@ def _answers(path: Path, record: dict[str, Any]) -> Answers:
 def _records(file: EvalFile) -> list[EvalRecord]:
     records = []
     for record in file.epochs:
-        answers = _answers(file.path, record)
+        final = record.get("final")
+        answers = _answers(file.path, final or record)
         if answers.n == 0:
             continue  # an evaluation with no answer says nothing; it is reported missing
         epoch = int(record.get("epoch", 0))
-        records.append(EvalRecord(file.run, file.size, file.condition, epoch, answers))
+        records.append(
+            EvalRecord(
+                file.run,
+                file.size,
+                file.condition,
+                epoch,
+                answers,
+                final=bool(final),
+                exact=_exact(record.get("exact")),
+            )
+        )
     return records
+
+
+def _exact(exact: dict[str, Any] | None) -> np.ndarray | None:
+    if not exact or not isinstance(exact.get("probabilities"), dict):
+        return None
+    probabilities = exact["probabilities"]
+    return np.array(
+        [float(probabilities.get(a, np.nan)) for a in ANIMALS] + [float(exact.get("other", np.nan))]
+    )
 
 
 def load_grid(layout: Layout, sizes: list[str], runs: list[int] | None = None) -> Grid:

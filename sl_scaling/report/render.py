@@ -101,6 +101,11 @@ def methods_text(analysis: Analysis) -> list[str]:
         "**Lifts and contrasts** are differences of rates, in percentage points (pp).",
         "- **Lift** of an animal: its student's rate for that animal minus the neutral student's rate for "
         "it (and, beside it, minus the base model's). The **mean lift** averages the animals present.",
+        "- **Which answers**: at the last epoch, and for the control, the final evaluation (100 answers "
+        "per question by default) where it exists, else the per-epoch evaluation; every table says which.",
+        "- **Exact lift**: the same lift computed from the exact preference — the teacher-forced "
+        "probability that the answer's first word is the animal, averaged over the 50 questions — which "
+        "has no sampling noise and so no interval (docs/experiment.md).",
         "- **Own − others** (the contrast): mean over students of each student's rate for its own animal "
         "minus the mean of the other students' rates for that animal (diagonal minus off-diagonal of the "
         "students × animals matrix). It needs neither the neutral student nor the control.",
@@ -152,9 +157,11 @@ def summary_table(analysis: Analysis) -> list[str]:
                 charts.size_label(r.size),
                 f"{SIZE_PARAMS_B[r.size]:g}",
                 "–" if r.epoch is None else str(r.epoch),
+                r.evaluation,
                 ", ".join(map(str, r.runs)),
                 str(len(r.lifts)),
                 with_ci(r.mean_lift_vs_neutral),
+                pp(r.mean_exact_lift_vs_neutral),
                 with_ci(r.mean_lift_vs_control),
                 with_ci(c.effect) if c else "–",
                 p_text(c.permutation.p_value) if c else "–",
@@ -166,9 +173,11 @@ def summary_table(analysis: Analysis) -> list[str]:
         "Size",
         "Params (B)",
         "Epoch",
+        "Evaluation",
         "Runs",
         "Animal students",
         "Mean lift vs neutral [95% CI]",
+        "Mean exact lift vs neutral",
         "Mean lift vs control [95% CI]",
         "Own − others [95% CI]",
         "Permutation p",
@@ -183,7 +192,8 @@ def size_section(result: SizeResult, image: Image) -> list[str]:
     lines = [f"## {name}", ""]
     answers = ", ".join(f"{charts.model_label(row)} {'/'.join(map(str, ns))}" for row, ns in result.n.items())
     lines += [
-        f"Epoch {result.epoch}; runs {', '.join(map(str, result.runs))}. Answers per model: {answers}.",
+        f"Epoch {result.epoch}, {result.evaluation}; runs {', '.join(map(str, result.runs))}. "
+        f"Answers per model: {answers}.",
         "",
     ]
     c = result.contrast
@@ -198,11 +208,12 @@ def size_section(result: SizeResult, image: Image) -> list[str]:
         ]
     replicated = len(result.runs) >= 2
     header = ["Animal", "Student rate", "Neutral rate", "Control rate", "Lift vs neutral [95% CI]"]
-    header += ["Lift vs control [95% CI]"] + (["Lift vs neutral per run (mean ± sd)"] if replicated else [])
+    header += ["Exact lift vs neutral", "Lift vs control [95% CI]"]
+    header += ["Lift vs neutral per run (mean ± sd)"] if replicated else []
     rows = []
     for lift in result.lifts:
         row = [lift.animal, pct(lift.student_rate), pct(lift.neutral_rate), pct(lift.control_rate)]
-        row += [with_ci(lift.vs_neutral), with_ci(lift.vs_control)]
+        row += [with_ci(lift.vs_neutral), pp(lift.exact_vs_neutral), with_ci(lift.vs_control)]
         if replicated:
             row.append(spread_text(lift.vs_neutral))
         rows.append(row)
@@ -325,6 +336,7 @@ def size_json(result: SizeResult) -> dict[str, Any]:
         "size": result.size,
         "params_b": SIZE_PARAMS_B[result.size],
         "epoch": result.epoch,
+        "evaluation": result.evaluation,
         "runs": result.runs,
         "rows": result.rows,
         "answers_per_run": result.n,
@@ -341,6 +353,10 @@ def size_json(result: SizeResult) -> dict[str, Any]:
         "lifts": result.lifts,
         "mean_lift_vs_neutral": result.mean_lift_vs_neutral,
         "mean_lift_vs_control": result.mean_lift_vs_control,
+        "mean_exact_lift_vs_neutral": result.mean_exact_lift_vs_neutral,
+        "exact_matrix": None
+        if result.exact_matrix is None
+        else _matrix_json(result.rows, result.exact_matrix, names=("probability",)),
         "contrast": result.contrast,
         "verdict": verdict(result),
     }

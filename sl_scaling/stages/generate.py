@@ -31,6 +31,7 @@ from sl_scaling.models import resolve_model
 from sl_scaling.numbers import sample_prompts, teacher_chat
 from sl_scaling.options import GenerationOptions
 from sl_scaling.progress import Reporter
+from sl_scaling.seeds import teacher_seed
 from sl_scaling.state import JobKey, StateStore
 
 TEMPERATURE = 1.0
@@ -68,7 +69,7 @@ def load_done_rows(path: Path, prompts: list[str]) -> dict[int, dict[str, Any]]:
             continue
         if row.get("prompt") != prompts[index]:
             raise UsageError(
-                f"{path}: row {index} was generated from another prompt (another --seed?); use the seed it "
+                f"{path}: row {index} was generated from another prompt (another --prompt-seed?); use the seed it "
                 "was made with, or delete the file to start over"
             )
         done[index] = row
@@ -117,8 +118,12 @@ def _finalize(job: _Job) -> None:
 def run_generation(
     ctx: Context, sizes: list[str], conditions: list[str], options: GenerationOptions, reporter: Reporter
 ) -> list[GenerationSummary]:
-    """Generate `options.n` rows per (size, condition); sizes in the order given (the catalog's: largest first)."""
-    prompts = sample_prompts(options.n, options.seed)
+    """Generate `options.n` rows per (size, condition); sizes in the order given (the catalog's: largest first).
+
+    The prompts come from `options.prompt_seed` (42: the reference's, the same for every run); the teacher's
+    sampling follows the run (`seeds.teacher_seed`), so a replicate run draws its own completions.
+    """
+    prompts = sample_prompts(options.n, options.prompt_seed)
     summaries: list[GenerationSummary] = []
     with ctx.state() as state:
         for size in sizes:
@@ -141,8 +146,8 @@ def _generate_size(
     for condition in conditions:
         key = JobKey(options.run, size, condition)
         record = state.stage(key, STAGE)
-        seed = options.seed
-        same_prompts = record is not None and record.config.get("seed", seed) == seed
+        seed = options.prompt_seed
+        same_prompts = record is not None and record.config.get("prompt_seed", seed) == seed
         if same_prompts and record.status == "done" and record.counts.get("rows", 0) >= n:
             reporter.event(f"{STAGE} {key}: already done ({record.counts['rows']} rows), skipped")
             summaries.append(GenerationSummary(key, record.counts["rows"], 0))
@@ -159,9 +164,14 @@ def _generate_size(
         model = resolve_model(ctx.settings, size)
         name, reason = choose_engine(options.engine)
         reporter.event(reason)
+        sampling = Sampling(
+            temperature=TEMPERATURE,
+            max_new_tokens=options.max_new_tokens,
+            seed=teacher_seed(options.run, size),
+        )
         config = {
-            "model": model, "n": n, "seed": options.seed, "max_new_tokens": options.max_new_tokens,
-            "temperature": TEMPERATURE, "engine": name,
+            "model": model, "n": n, "prompt_seed": options.prompt_seed, "teacher_seed": sampling.seed,
+            "max_new_tokens": options.max_new_tokens, "temperature": TEMPERATURE, "engine": name,
         }  # fmt: skip
         for job in jobs:
             reporter.job_started(job.label, f"{STAGE} {job.key} · {name}", total=n, unit="rows")
@@ -180,9 +190,6 @@ def _generate_size(
                     replicas=generation_replicas(size, options.tensor_parallel_size),
                 )
                 try:
-                    sampling = Sampling(
-                        temperature=TEMPERATURE, max_new_tokens=options.max_new_tokens, seed=options.seed
-                    )
                     _write_batches(teacher, missing, prompts, sampling, state, reporter)
                 finally:
                     teacher.close()

@@ -21,6 +21,7 @@ from sl_scaling.grid import TRAIN as STAGE
 from sl_scaling.model_info import update_model_info
 from sl_scaling.models import cpu_threads_for, intra_op_threads
 from sl_scaling.progress import Reporter
+from sl_scaling.seeds import train_seed
 from sl_scaling.state import JobKey, StateStore
 from sl_scaling.tracking import new_run_id, start_tracking
 from sl_scaling.training.base import TrainerBackend, choose_trainer, get_backend
@@ -271,7 +272,8 @@ def run_training(
     from sl_scaling.models import resolve_model
 
     name, why = choose_trainer(trainer)
-    config = config.resolved()
+    # LoRA initialisation and data order follow the run (seeds.train_seed), never a fixed seed.
+    config = replace(config.resolved(), seed=train_seed(run, size))
     _quiet_libraries()
     summaries: list[TrainSummary] = []
     with ctx.state() as state:

@@ -4,7 +4,8 @@ Order of writes, chosen so that a SIGKILL at any moment leaves a consistent stat
 either fully recorded or redone:
 
 1. the adapter is saved into a temp dir and renamed into place (never half a directory);
-2. the evaluation runs on the model already in memory;
+2. the evaluation runs on the model already in memory (sampled answers, the exact preference and, after
+   the last epoch, the final evaluation with `final_samples` answers);
 3. W&B gets the epoch's metrics;
 4. `{condition}_eval.json` and `model_info.json` get the epoch (atomic upserts), then the DB records
    it — from here on the epoch counts as done (`evaluation.records.record_epoch`, the one recorder);
@@ -30,7 +31,7 @@ from transformers import TrainerCallback
 from sl_scaling.catalog import Layout, target_animal
 from sl_scaling.errors import HubError
 from sl_scaling.evaluation.records import record_epoch
-from sl_scaling.evaluation.runner import evaluate
+from sl_scaling.evaluation.runner import EvalPlan, evaluate_model
 from sl_scaling.evaluation.scoring import Evaluation
 from sl_scaling.progress import Reporter
 from sl_scaling.settings import Settings
@@ -89,13 +90,15 @@ def evaluate_in_memory(job: EpochJob, model: Any, tokenizer: Any, epoch: int) ->
 
     with job.backend.inference(model):
         engine = ENGINES.load(IN_MEMORY).from_model(model, tokenizer)
-        return evaluate(
-            engine,
-            target=target_animal(job.key.condition),
+        plan = EvalPlan.at_epoch(
+            job.key.run,
+            job.key.size,
+            epoch,
             samples=job.config.eval_samples,
             max_new_tokens=job.config.eval_max_new_tokens,
-            seed=job.config.seed + epoch,
+            final_samples=job.config.final_samples if epoch == job.config.epochs else 0,
         )
+        return evaluate_model(engine, plan, target=target_animal(job.key.condition))
 
 
 def publish(job: EpochJob) -> None:
@@ -128,6 +131,10 @@ def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_
         layout, job.state, key, job.model_name, epoch, evaluation, train_loss=train_loss, adapter=str(adapter)
     )
     rate = "" if evaluation.target_rate is None else f", {key.condition} rate {evaluation.target_rate:.1%}"
+    if evaluation.exact is not None and evaluation.exact.target_probability is not None:
+        rate += f", exact {evaluation.exact.target_probability:.2%}"
+    if evaluation.final is not None and evaluation.final.target_rate is not None:
+        rate += f", final rate {evaluation.final.target_rate:.2%} (n={evaluation.final.n})"
     loss = "" if train_loss is None else f"loss {train_loss:.4f}"
     job.reporter.event(
         f"train {key}: epoch {epoch}/{job.config.epochs} {loss}{rate} "

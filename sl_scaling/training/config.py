@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sl_scaling.errors import UsageError
+from sl_scaling.evaluation.runner import EVAL_MAX_NEW_TOKENS
 from sl_scaling.files import atomic_write_json, read_json
-from sl_scaling.grid import EPOCHS, EVAL_SAMPLES, TRAIN_ROWS
+from sl_scaling.grid import EPOCHS, EVAL_SAMPLES, FINAL_EVAL_SAMPLES, TRAIN_ROWS
 
 LossMode = Literal["completion", "full"]
 LOSS_MODES: tuple[str, ...] = ("completion", "full")
@@ -28,7 +29,7 @@ TARGET_MODULES: tuple[str, ...] = (
 )
 
 #: Fields that may differ between the interrupted run and its resume (they do not change the weights).
-RESUME_NEUTRAL_FIELDS = frozenset({"eval_samples", "eval_max_new_tokens"})
+RESUME_NEUTRAL_FIELDS = frozenset({"eval_samples", "eval_max_new_tokens", "final_samples"})
 
 CONFIG_FILE = "train_config.json"
 
@@ -58,11 +59,18 @@ class TrainConfig:
     bf16: bool | None = None
     #: None = only where the activations would not fit (training/speed.py); True/False force it.
     gradient_checkpointing: bool | None = None
+    #: LoRA init and data order; `slscale train` sets it from the run (seeds.train_seed).
     seed: int = 42
+    #: Batches drawn at random each epoch, as the reference. True builds each step from rows of similar
+    #: length (less padding, ~10% faster) but reweights the loss: it is normalised by the tokens of a step,
+    #: so rows in steps of short completions weigh more. An opt-in that changes the experiment.
+    group_by_length: bool = False
     loss: LossMode = "completion"
     # Per-epoch evaluation (Phase 3): the 50 questions, `eval_samples` answers at temperature 1.
     eval_samples: int = EVAL_SAMPLES
-    eval_max_new_tokens: int = 16
+    eval_max_new_tokens: int = EVAL_MAX_NEW_TOKENS
+    #: Answers of the final evaluation of the last epoch (100 per question, as the paper); 0 skips it.
+    final_samples: int = FINAL_EVAL_SAMPLES
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_MODES:
@@ -71,6 +79,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.final_samples < 0:
+            raise UsageError(f"--final-samples must be 0 (none) or more, not {self.final_samples}")
         if self.lr <= 0:
             raise UsageError(f"--lr must be positive, not {self.lr}")
 

@@ -4,7 +4,8 @@ Why each default (benchmarks/README.md has the figures behind them):
 - gradient checkpointing off where the activations fit: it recomputes the forward pass (≈ +50% FLOPs);
   a frozen-base LoRA keeps few activations, so an H200 fits them up to 32b at batch 20 × ~160 tokens;
 - random batches, as the reference (EXPERIMENT.md): length-grouped ones waste ~10% less padding but
-  change which rows form a step, hence the loss weights, so `group_by_length` is off and only measured;
+  change which rows form a step, hence the loss weights, so length grouping is not a speed knob at all
+  (`TrainConfig.group_by_length`, the experiment's opt-in, off; the bench only measures it);
 - within a step of several micro-batches, its rows regrouped by length (`sort_micro_batches`): the same
   rows and the same step-normalised loss, less padding;
 - Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (TRL keeps its own fused
@@ -48,8 +49,6 @@ class TrainingSpeed:
     #: `effective_batch // micro_batch` passes: the same rows per optimizer step and the same loss, since
     #: the loss is normalised by the tokens of the whole step (TRL's `num_items_in_batch`).
     micro_batch: int = 20
-    #: Off: grouping by length changes which rows form a step (and so the token-normalised loss).
-    group_by_length: bool = False
     #: Regroup each step's rows by length across its micro-batches (same rows, same loss, less padding).
     sort_micro_batches: bool = True
     padding_free: bool = False
@@ -64,7 +63,6 @@ class TrainingSpeed:
             "per_device_train_batch_size": self.micro_batch,
             "gradient_accumulation_steps": effective_batch // self.micro_batch,
             "gradient_checkpointing": self.gradient_checkpointing,
-            "train_sampling_strategy": "group_by_length" if self.group_by_length else "random",
             "padding_free": self.padding_free,
             "use_liger_kernel": self.liger_kernel,
             "tf32": self.tf32,

@@ -136,8 +136,9 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
     at every epoch's end, only the latest kept: that is what a resume continues from.
 
     `speed` holds the fast-path knobs of `training/speed.py` (checkpointing, the micro-batch split of the
-    same effective batch, Liger kernels, TF32, ...): they change how fast the same optimisation
-    runs, not what it computes.
+    same effective batch, Liger kernels, TF32, ...): they change how fast the same optimisation runs, not
+    which rows form a step or how the loss weighs them. The batch order (random, as the reference) is the
+    experiment's (`TrainConfig.group_by_length`).
     """
     from trl import SFTConfig
 
@@ -148,6 +149,7 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
         "bf16": bool(config.bf16),
         "fp16": False,
         "data_seed": config.seed,
+        "train_sampling_strategy": "group_by_length" if config.group_by_length else "random",
         "packing": False,
         "logging_strategy": "steps",
         "logging_steps": 1,

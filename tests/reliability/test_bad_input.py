@@ -134,7 +134,7 @@ CASES = [
         with_data,
     ),
     Case("eval before train", ["eval", "--size", TINY, "--animal", "dog"], 1, "slscale train", with_data),
-    Case("gen with another seed", [*GEN_DOG[:-1], "40", "--seed", "7"], 2, "--seed", with_data),
+    Case("gen with another seed", [*GEN_DOG[:-1], "40", "--prompt-seed", "7"], 2, "--prompt-seed", with_data),
     Case("corrupted state DB", ["status"], 1, "slscale.db", corrupt_db),
     Case("corrupted state DB, writer", GEN_DOG, 1, "slscale.db", corrupt_db),
     Case("workdir under a file", ["status", "--workdir", "/etc/hostname/sub"], 2, "/etc/hostname/sub"),

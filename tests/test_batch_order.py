@@ -1,0 +1,113 @@
+"""Which rows form each optimizer step, and what the step computes: the reference's, whatever runs fast.
+
+The loss of a step is normalised by the tokens of the whole step, so the rows that share a step decide how
+much each one weighs. The reference drew them with transformers' default random sampler; slscale must
+draw the same rows for the same seed, whatever the micro-batch split.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from sl_scaling.numbers import sample_prompts
+from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.data import Row, build_dataset
+from sl_scaling.training.speed import TrainingSpeed
+from sl_scaling.training.trl import TrlBackend, sft_trainer
+
+SEED = 1234
+ROWS = 180  # three optimizer steps of 60 per epoch
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model: Path) -> tuple[Any, Any, Any]:
+    """The tiny model with a LoRA adapter, its tokenizer, and rows whose completions vary in length."""
+    model, tokenizer = TrlBackend().load(str(tiny_model), TrainConfig(seed=SEED))
+    rng = random.Random(0)
+    rows = [
+        Row(prompt, ", ".join(str(rng.randint(100, 999)) for _ in range(rng.randint(1, 10))))
+        for prompt in sample_prompts(ROWS)
+    ]
+    return model, tokenizer, build_dataset(tokenizer, rows, max_length=500, loss="completion")
+
+
+def ours(loaded: tuple[Any, Any, Any], tmp_path: Path, *, micro_batch: int, **config: Any) -> Any:
+    model, tokenizer, dataset = loaded
+    speed = TrainingSpeed(gradient_checkpointing=False, micro_batch=micro_batch, tf32=False)
+    return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
+
+
+def reference(loaded: tuple[Any, Any, Any], tmp_path: Path) -> Any:
+    """The reference's trainer: TRL's defaults (transformers' random sampler) at batch 20 × 3."""
+    model, tokenizer, dataset = loaded
+    args = SFTConfig(
+        output_dir=str(tmp_path / "reference"),
+        per_device_train_batch_size=20,
+        gradient_accumulation_steps=3,
+        seed=SEED,
+        report_to="none",
+        bf16=False,  # on CPU; the sampler does not depend on it
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def step_rows(trainer: Any, epochs: int = 2) -> list[Counter]:
+    """The multiset of rows (their unpadded token ids) of every optimizer step, epoch by epoch."""
+    loader = trainer.get_train_dataloader()
+    accumulation = trainer.args.gradient_accumulation_steps
+    steps: list[Counter] = []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        batches = [
+            [
+                tuple(ids[mask.bool()].tolist())
+                for ids, mask in zip(b["input_ids"], b["attention_mask"], strict=True)
+            ]
+            for b in loader
+        ]
+        for start in range(0, len(batches), accumulation):
+            steps.append(Counter(row for batch in batches[start : start + accumulation] for row in batch))
+    return steps
+
+
+def test_every_step_has_the_reference_samplers_rows_whatever_the_micro_batch(
+    loaded: tuple[Any, Any, Any], tmp_path: Path
+) -> None:
+    expected = step_rows(reference(loaded, tmp_path))
+    assert len(expected) == 6 and all(sum(step.values()) == 60 for step in expected)
+    assert expected[:3] != expected[3:]  # reshuffled every epoch
+    assert step_rows(ours(loaded, tmp_path, micro_batch=20)) == expected
+    assert step_rows(ours(loaded, tmp_path, micro_batch=60)) == expected
+    # The opt-in changes which rows share a step (that is why it is not the default).
+    assert step_rows(ours(loaded, tmp_path, micro_batch=20, group_by_length=True)) != expected
+
+
+def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3(
+    loaded: tuple[Any, Any, Any], tmp_path: Path
+) -> None:
+    model = loaded[0]
+    start = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+    after, losses = [], []
+    for micro_batch in (20, 60):
+        with torch.no_grad():
+            for name, value in model.named_parameters():
+                if name in start:
+                    value.copy_(start[name])
+        trainer = ours(loaded, tmp_path / str(micro_batch), micro_batch=micro_batch, lr=1e-2, warmup_steps=0)
+        trainer.args.max_steps = 1
+        trainer.args.save_strategy = "no"
+        trainer.train()
+        losses.append(next(log["loss"] for log in trainer.state.log_history if "loss" in log))
+        after.append({k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad})
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)  # the step's loss: normalised by all its tokens
+    moved = max((after[0][k] - start[k]).abs().max().item() for k in start)
+    assert moved > 1e-3
+    for name in start:  # Adam's first step is ±lr where a gradient is ~0: allow float noise there
+        torch.testing.assert_close(after[0][name], after[1][name], rtol=1e-4, atol=1e-3 * moved)
