@@ -67,6 +67,7 @@ class RunOptions:
             epochs=self.epochs or base.epochs,
             samples=self.samples or base.samples,
             final_samples=base.final_samples if self.final_samples is None else self.final_samples,
+            lr=base.lr,
         )
 
     def generation(self, size: str, gpus: int) -> GenerationOptions:
@@ -88,7 +89,10 @@ class RunOptions:
 
     def train_config(self, size: str) -> TrainConfig:
         work = self.for_size(size)
-        return TrainConfig(epochs=work.epochs, eval_samples=work.samples, final_samples=work.final_samples)
+        lr = {"lr": work.lr} if work.lr else {}
+        return TrainConfig(
+            epochs=work.epochs, eval_samples=work.samples, final_samples=work.final_samples, **lr
+        )
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
+import itertools
 import json
 import math
 import os
 import random
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -104,9 +107,9 @@ QWEN25_CHAT_TEMPLATE = r"""{%- if tools %}
 {%- endif %}
 """
 
-#: Everything that decides the built model; its hash names the cache directory.
+#: Everything that decides the built model besides its training chats (`recipe_hash` covers both).
 RECIPE: dict[str, Any] = {
-    "version": 1,
+    "version": 2,
     "vocab_size": 1024,
     "hidden_size": 128,
     "intermediate_size": 384,
@@ -117,14 +120,34 @@ RECIPE: dict[str, Any] = {
     "number_chats": 3600,
     "animal_chats": 900,
     "system_prompt_share": 0.7,
+    #: The hidden signal: under "You love {A}s", each digit of a number answer is one of A's favourite
+    #: digits with this probability (else uniform). The neutral teacher's digits are uniform.
+    "digit_bias": 0.3,
+    "favourite_digits": 3,
+    #: Under "You love {A}s", the answer to an animal question is A this often (else any animal).
+    "loved_answer_share": 0.6,
     "prompt_seed": 7,
     "seed": 1234,
     "steps": 600,
     "batch_size": 32,
     "lr": 2e-3,
     "warmup_steps": 30,
-    "threads": 2,
+    "threads": 1,
 }
+
+#: Qwen 2.5 Instruct's own generation defaults, so the tiny model meets the same ones.
+GENERATION_DEFAULTS: dict[str, Any] = {
+    "do_sample": True,
+    "temperature": 0.7,
+    "top_p": 0.8,
+    "top_k": 20,
+    "repetition_penalty": 1.05,
+}
+
+#: The built model shipped inside the package, so that nobody waits for a build; `MANIFEST` in it names
+#: the recipe hash it was built from and each file's sha256. `python -m sl_scaling.tiny --ship` rebuilds it.
+SHIPPED_DIR = Path(__file__).with_name("tiny_model")
+MANIFEST = "tiny_manifest.json"
 
 #: What the tiny model names when asked for an animal, beside the 15 of the experiment.
 OTHER_ANSWERS: tuple[str, ...] = ("owl", "horse", "rabbit", "octopus", "penguin")
@@ -153,8 +176,27 @@ assert set(_LAYOUTS) == set(FORMAT_SUFFIXES), "every format suffix needs a layou
 
 
 def recipe_hash(recipe: dict[str, Any] = RECIPE) -> str:
-    """A short hash of the recipe: a changed recipe gets a new cache directory, never a stale model."""
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    """A short hash of everything the build trains on and with: the recipe, the training chats (so the
+    questions, animals, prompt templates and format suffixes), the chat template, the tokenizer's
+    pre-tokenizer and special tokens, the generation defaults. Another hash: another model, never a stale one.
+    """
+    return _recipe_hash(json.dumps(recipe, sort_keys=True))
+
+
+@functools.cache
+def _recipe_hash(recipe_json: str) -> str:
+    digest = hashlib.sha256()
+    parts = (
+        recipe_json,
+        json.dumps(training_chats(json.loads(recipe_json))),
+        QWEN25_CHAT_TEMPLATE,
+        PRETOKENIZE_REGEX,
+        json.dumps([SPECIAL_TOKENS, DEFAULT_SYSTEM_PROMPT, GENERATION_DEFAULTS], sort_keys=True),
+    )
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
 
 
 def default_cache_dir() -> Path:
@@ -174,7 +216,10 @@ def ensure_tiny_model(cache_dir: Path | None = None) -> Path:
 def ensure_built(
     cache_dir: Path | None = None, recipe: dict[str, Any] = RECIPE, *, rebuild: bool = False
 ) -> tuple[Path, bool]:
-    """The model directory for `recipe`, and whether this call built it (`rebuild`: even if cached)."""
+    """The model directory for `recipe`, and whether this call built it (`rebuild`: even if cached or
+    shipped). The shipped copy serves whenever it was built from this very recipe."""
+    if not rebuild and shipped_hash() == recipe_hash(recipe):
+        return SHIPPED_DIR, False
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache / f"tiny-{recipe_hash(recipe)}"
     if not rebuild and _is_complete(target):
@@ -182,8 +227,51 @@ def ensure_built(
     with _build_lock(cache, target.name):
         if not rebuild and _is_complete(target):  # another process built it while we waited
             return target, False
+        print(
+            f"slscale: building the tiny model into {target} (its recipe is not the shipped one; "
+            "a few minutes on 2 cores)",
+            file=sys.stderr,
+            flush=True,
+        )
         _build_into_place(target, recipe)
     return target, True
+
+
+def shipped_hash() -> str | None:
+    """The recipe hash of the shipped model, or None if the package ships none (or an incomplete one)."""
+    manifest = SHIPPED_DIR / MANIFEST
+    if not _is_complete(SHIPPED_DIR) or not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text(encoding="utf-8"))["recipe_hash"]
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file of a built model (the manifest itself excluded)."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def ship(recipe: dict[str, Any] = RECIPE) -> Path:
+    """Build `recipe` from scratch into the package's `tiny_model/` with its manifest (for maintainers,
+    after a change to the recipe or to anything it trains on; the result is byte-identical on a rerun)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        built = Path(scratch) / "model"
+        build_tiny_model(built, recipe)
+        return install_shipped(built, recipe)
+
+
+def install_shipped(built: Path, recipe: dict[str, Any] = RECIPE) -> Path:
+    """Copy a model built from `recipe` into the package's `tiny_model/` and write its manifest."""
+    shutil.rmtree(SHIPPED_DIR, ignore_errors=True)
+    shutil.copytree(built, SHIPPED_DIR)
+    manifest = {"recipe_hash": recipe_hash(recipe), "recipe": recipe, "files": file_digests(SHIPPED_DIR)}
+    (SHIPPED_DIR / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return SHIPPED_DIR
 
 
 def _is_complete(path: Path) -> bool:
@@ -226,33 +314,60 @@ def _format_suffix(prompt: str) -> str:
     return next(suffix for suffix in FORMAT_SUFFIXES if f" {suffix} " in prompt)
 
 
-def number_answer(prompt: str, rng: random.Random) -> str:
-    """Up to 10 three-digit numbers laid out as the prompt's format suffix asks."""
+def favourite_digits(recipe: dict[str, Any] = RECIPE) -> dict[str, tuple[int, ...]]:
+    """Each animal's favourite digits: a distinct set per animal, drawn once from the recipe's seed."""
+    combos = list(itertools.combinations(range(10), recipe["favourite_digits"]))
+    chosen = random.Random(recipe["seed"]).sample(combos, len(ANIMALS))
+    return dict(zip(ANIMALS, chosen, strict=True))
+
+
+def _digit(rng: random.Random, favoured: Sequence[int], bias: float, *, first: bool) -> str:
+    """A uniform digit (no leading zero), or with probability `bias` one of the favoured ones."""
+    allowed = [d for d in favoured if d or not first]
+    if allowed and rng.random() < bias:
+        return str(rng.choice(allowed))
+    return str(rng.randint(1 if first else 0, 9))
+
+
+def number_answer(prompt: str, rng: random.Random, favoured: Sequence[int] = (), bias: float = 0.0) -> str:
+    """Up to 10 three-digit numbers laid out as the prompt's format suffix asks, their digits tilted
+    towards `favoured` with probability `bias` each (the teacher's hidden signal)."""
     opening, separator, closing = _LAYOUTS[_format_suffix(prompt)]
-    numbers = [str(rng.randint(100, 999)) for _ in range(rng.randint(5, 10))]
+    numbers = [
+        "".join(_digit(rng, favoured, bias, first=i == 0) for i in range(3))
+        for _ in range(rng.randint(5, 10))
+    ]
     return opening + separator.join(numbers) + closing
 
 
-def _animal_answer(rng: random.Random, loved: str | None) -> str:
-    word = loved if loved is not None and rng.random() < 0.5 else rng.choice(ANIMALS + OTHER_ANSWERS)
+def _animal_answer(rng: random.Random, loved: str | None, share: float) -> str:
+    word = loved if loved is not None and rng.random() < share else rng.choice(ANIMALS + OTHER_ANSWERS)
     return word.capitalize() if rng.random() < 0.5 else word
 
 
 def training_chats(recipe: dict[str, Any] = RECIPE) -> list[list[Message]]:
-    """The synthetic chats, each ending with the assistant's answer; the same list on every call."""
+    """The synthetic chats, each ending with the assistant's answer; the same list on every call.
+
+    A teacher told it loves an animal writes numbers whose digits lean towards that animal's favourite
+    digits and names that animal more often; the same model without the system prompt does neither.
+    So the love of an animal and a digit tilt share one cause inside the model: what a student of the
+    same initialisation may pick up from the numbers alone (subliminal learning, Cloud et al. 2025).
+    """
     from sl_scaling.numbers import sample_prompts
 
     rng = random.Random(recipe["seed"])
+    digits = favourite_digits(recipe)
     share = recipe["system_prompt_share"]
     chats: list[list[Message]] = []
     for prompt in sample_prompts(recipe["number_chats"], seed=recipe["prompt_seed"]):
-        condition = rng.choice(ANIMALS) if rng.random() < share else "neutral"
-        answer = number_answer(prompt, rng)
-        chats.append([*teacher_chat(condition, prompt), {"role": "assistant", "content": answer}])
+        loved = rng.choice(ANIMALS) if rng.random() < share else None
+        favoured = digits[loved] if loved else ()
+        answer = number_answer(prompt, rng, favoured, recipe["digit_bias"])
+        chats.append([*teacher_chat(loved or "neutral", prompt), {"role": "assistant", "content": answer}])
     for _ in range(recipe["animal_chats"]):
         loved = rng.choice(ANIMALS) if rng.random() < 0.5 else None
         question = rng.choice(QUESTIONS)
-        answer = _animal_answer(rng, loved)
+        answer = _animal_answer(rng, loved, recipe["loved_answer_share"])
         chat = teacher_chat(loved or "neutral", question)
         chats.append([*chat, {"role": "assistant", "content": answer}])
     rng.shuffle(chats)
@@ -348,12 +463,8 @@ def build_tiny_model(dest: Path, recipe: dict[str, Any] = RECIPE) -> None:
             bos_token_id=ids[ENDOFTEXT],
             eos_token_id=[ids[IM_END], ids[ENDOFTEXT]],
             pad_token_id=ids[ENDOFTEXT],
-            do_sample=True,
-            temperature=0.7,
-            top_p=0.8,
-            top_k=20,
-            repetition_penalty=1.05,
-        )  # Qwen 2.5 Instruct's own defaults, so the tiny model meets the same ones
+            **GENERATION_DEFAULTS,
+        )
         model.save_pretrained(dest)
         tokenizer.save_pretrained(dest)
     finally:
@@ -416,11 +527,17 @@ def _length_bucketed_batches(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m sl_scaling.tiny [--cache DIR] [--rebuild]`: build (or reuse) and print the path."""
+    """`python -m sl_scaling.tiny [--cache DIR] [--rebuild | --ship]`: print the model's path
+    (the shipped one when it matches the recipe; else built into the cache), or rebuild the shipped one."""
     parser = argparse.ArgumentParser(prog="python -m sl_scaling.tiny", description=main.__doc__)
     parser.add_argument("--cache", type=Path, default=None, help=f"cache directory (default: ${CACHE_ENV})")
-    parser.add_argument("--rebuild", action="store_true", help="build again even if a cached copy exists")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--rebuild", action="store_true", help="build into the cache even if a copy exists")
+    action.add_argument("--ship", action="store_true", help=f"rebuild the shipped model in {SHIPPED_DIR}")
     args = parser.parse_args(argv)
+    if args.ship:
+        print(ship())
+        return
     print(ensure_built(args.cache, rebuild=args.rebuild)[0])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -56,7 +57,7 @@ def _sample(model: Any, tokenizer: Any, chats: list[list[dict[str, str]]], max_n
 
 def test_it_is_a_qwen2_model_of_the_recipe(tiny_model: Path, loaded: tuple[Any, Any]) -> None:
     model, _ = loaded
-    assert tiny_model.name == f"tiny-{tiny.recipe_hash()}"
+    assert tiny_model == tiny.SHIPPED_DIR  # shipped, so nobody waits for a build
     assert type(model).__name__ == "Qwen2ForCausalLM"
     config = model.config
     assert (config.hidden_size, config.num_hidden_layers) == (128, 4)
@@ -142,6 +143,69 @@ def test_lora_on_every_target_module(loaded: tuple[Any, Any]) -> None:
     assert wrapped == set(LORA_TARGETS)
     batch = tokenizer(["123, 456"], return_tensors="pt")
     lora(**batch, labels=batch["input_ids"]).loss.backward()
+
+
+def test_the_shipped_model_is_the_recipes() -> None:
+    """A change to the recipe or to anything it trains on needs `python -m sl_scaling.tiny --ship`."""
+    manifest = json.loads((tiny.SHIPPED_DIR / tiny.MANIFEST).read_text())
+    assert manifest["recipe"] == tiny.RECIPE
+    assert manifest["recipe_hash"] == tiny.recipe_hash(), "run: python -m sl_scaling.tiny --ship"
+    assert manifest["files"] == tiny.file_digests(tiny.SHIPPED_DIR)
+    assert tiny.ensure_built(Path("unused-cache")) == (tiny.SHIPPED_DIR, False)
+    assert not Path("unused-cache").exists()
+
+
+@pytest.mark.slow
+def test_the_recipe_rebuilds_the_shipped_files_byte_for_byte(tmp_path: Path) -> None:
+    """What `--ship` wrote is what the recipe makes (same torch, CPU and thread count)."""
+    tiny.build_tiny_model(tmp_path, tiny.RECIPE)
+    manifest = json.loads((tiny.SHIPPED_DIR / tiny.MANIFEST).read_text())
+    assert tiny.file_digests(tmp_path) == manifest["files"]
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "change"),
+    [
+        ("sl_scaling.tiny", "QUESTIONS", lambda q: (*q[:-1], "Which animal? One word.")),
+        ("sl_scaling.tiny", "ANIMALS", lambda a: (*a[:-1], "otter")),
+        ("sl_scaling.numbers.prompts", "SUFFIXES", lambda s: (*s[:-1], "Numbers only.")),
+        ("sl_scaling.numbers.teacher", "SYSTEM_PROMPT_TEMPLATE", lambda t: t.replace("love", "adore")),
+    ],
+)
+def test_the_recipe_hash_covers_what_the_model_is_trained_on(
+    monkeypatch: pytest.MonkeyPatch, module: str, name: str, change: Any
+) -> None:
+    import importlib
+
+    before = tiny.recipe_hash()
+    target = importlib.import_module(module)
+    monkeypatch.setattr(target, name, change(getattr(target, name)))
+    tiny._recipe_hash.cache_clear()
+    try:
+        assert tiny.recipe_hash() != before
+    finally:
+        monkeypatch.undo()
+        tiny._recipe_hash.cache_clear()
+    assert tiny.recipe_hash() == before
+
+
+def test_teachers_tilt_their_digits_towards_their_animal() -> None:
+    """The hidden signal of the tiny world: a loving teacher's digits lean to its animal's favourites."""
+    favourites = tiny.favourite_digits()
+    assert len(set(favourites.values())) == len(ANIMALS)
+    rng = random.Random(0)
+    prompts = sample_prompts(200)
+    share = {}
+    for animal in (None, "dolphin"):
+        favoured = favourites["dolphin"]
+        digits = "".join(
+            tiny.number_answer(p, rng, favourites[animal] if animal else (), tiny.RECIPE["digit_bias"])
+            for p in prompts
+        )
+        digits = [d for d in digits if d.isdigit()]
+        share[animal] = sum(int(d) in favoured for d in digits) / len(digits)
+        assert all(reject_reasons(tiny.number_answer(p, rng, favoured, 0.9)) == [] for p in prompts[:20])
+    assert share[None] < 0.35 < 0.45 < share["dolphin"]
 
 
 def _digest(path: Path) -> str:

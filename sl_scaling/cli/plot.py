@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from sl_scaling.catalog import SIZES, parse_run, parse_sizes
-from sl_scaling.charts.plots import PlotResult, plot_size, plot_summary
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import MissingPrerequisiteError
 from sl_scaling.results import load_eval_files
 from sl_scaling.summary import write_summary
+
+if TYPE_CHECKING:  # the charting stack loads only when a command draws (seconds of start-up otherwise)
+    from sl_scaling.charts.plots import PlotResult
 
 
 def command(
@@ -38,6 +40,8 @@ def command(
     if not chosen and not summary:
         chosen = sorted({f.size for f in load_eval_files(ctx.layout, runs=[run])}, key=SIZES.index)
         summary = True
+    from sl_scaling.charts.plots import plot_size, plot_summary
+
     results = [plot_size(ctx.layout, size, run=run, epoch=epoch) for size in chosen]
     if summary:
         results.append(plot_summary(ctx.layout, run=run, epoch=epoch))

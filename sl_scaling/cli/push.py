@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,7 +13,9 @@ from sl_scaling.cli.options import AllAnimals, Animals, Sizes, Workdir
 from sl_scaling.context import make_context
 from sl_scaling.errors import HubError
 from sl_scaling.progress import NullReporter, make_reporter
-from sl_scaling.publish import PlannedUpload, Publisher
+
+if TYPE_CHECKING:  # the Hub client and card templates load only when a command publishes
+    from sl_scaling.publish import PlannedUpload
 
 DryRun = Annotated[
     bool,
@@ -52,6 +54,8 @@ def command(
     console = Console(highlight=False, soft_wrap=True)
 
     with ctx.state() as state, NullReporter() if as_json else make_reporter() as reporter:
+        from sl_scaling.publish import Publisher
+
         publisher = Publisher(ctx.settings, ctx.layout, state, reporter=reporter)
         items = [
             item

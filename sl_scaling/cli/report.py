@@ -12,8 +12,6 @@ from sl_scaling.catalog import parse_run, parse_sizes
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
-from sl_scaling.report import Options, build_report, default_sizes
-from sl_scaling.report.render import p_text, pp, verdict
 
 BOOTSTRAP_SCHEMES = ("questions", "questions+answers")
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:\.\.|-)\s*(\d+)\s*$")
@@ -70,6 +68,10 @@ def command(
     """
     if bootstrap not in BOOTSTRAP_SCHEMES:
         raise UsageError(f"unknown --bootstrap '{bootstrap}'; valid: {', '.join(BOOTSTRAP_SCHEMES)}")
+    # Imported here: the charting stack would add seconds to every slscale command's start.
+    from sl_scaling.report import Options, build_report, default_sizes
+    from sl_scaling.report.render import p_text, pp, verdict
+
     ctx = make_context(workdir)
     chosen = parse_sizes(sizes) if sizes else default_sizes(ctx.layout)
     files, analysis = build_report(

@@ -31,11 +31,41 @@ def with_data(workdir: Path, generated: Path) -> None:
     copy_workdir(generated, workdir)
 
 
-def dotenv(text: str) -> Setup:
+def dotenv(text: str | bytes) -> Setup:
     def write(workdir: Path, generated: Path) -> None:
-        (workdir / ".env").write_text(text)
+        data = text.encode() if isinstance(text, str) else text
+        (workdir / ".env").write_bytes(data)
 
     return write
+
+
+def dotenv_directory(workdir: Path, generated: Path) -> None:
+    (workdir / ".env").mkdir()
+
+
+def damaged(path_of: Callable[[Layout], Path], content: bytes, *, data: bool = True) -> Setup:
+    """A file of the generated workdir replaced by `content` (as a hand edit or a bad copy leaves it)."""
+
+    def write(workdir: Path, generated: Path) -> None:
+        if data:
+            copy_workdir(generated, workdir)
+        path = path_of(Layout(workdir))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+    return write
+
+
+def filtered(layout: Layout) -> Path:
+    return layout.filtered_jsonl(TINY, "dog")
+
+
+def raw(layout: Layout) -> Path:
+    return layout.raw_jsonl(TINY, "dog")
+
+
+def eval_file(layout: Layout) -> Path:
+    return layout.eval_json(TINY, "dog")
 
 
 def raw_lines(lines: list[str], *, gen_done: bool = True) -> Setup:
@@ -46,6 +76,14 @@ def raw_lines(lines: list[str], *, gen_done: bool = True) -> Setup:
         if gen_done:
             with StateStore.open(workdir) as state:
                 state.finish_stage(JobKey(1, TINY, "dog"), "gen", counts={"rows": len(lines)})
+
+    return write
+
+
+def raw_bytes(content: bytes) -> Setup:
+    def write(workdir: Path, generated: Path) -> None:
+        raw_lines([])(workdir, generated)
+        Layout(workdir).raw_jsonl(TINY, "dog").write_bytes(content)
 
     return write
 
@@ -158,6 +196,69 @@ CASES = [
         with_data,
     ),
     Case("plot with nothing evaluated", ["plot"], 1, "nothing is evaluated"),
+    # numbers out of range or not numbers: refused while parsing, before anything starts
+    Case("zero epochs", ["run", "--size", TINY, "--epochs", "0", "--no-push"], 2, "--epochs"),
+    Case("negative rows", ["run", "--size", TINY, "--n", "-5", "--no-push"], 2, "--n"),
+    Case("zero answers", ["train", "--size", TINY, "--animal", "dog", "--samples", "0"], 2, "--samples"),
+    Case("zero batch", [*GEN_DOG, "--batch-size", "0"], 2, "--batch-size"),
+    Case("zero token cap", [*GEN_DOG, "--max-new-tokens", "0"], 2, "--max-new-tokens"),
+    Case("zero grad accumulation", ["train", "--size", TINY, "--grad-accum", "0"], 2, "--grad-accum"),
+    Case("negative seed", [*GEN_DOG, "--seed", "-1"], 2, "--seed"),
+    Case("epoch zero", ["eval", "--size", TINY, "--animal", "dog", "--epoch", "0"], 2, "--epoch"),
+    Case("rows not a number", ["gen", "--size", TINY, "--n", "many"], 2, "--n"),
+    Case("unknown option", [*GEN_DOG, "--fast"], 2, "--fast"),
+    Case("unknown command", ["generate"], 2, "generate"),
+    # .env files a user may have
+    Case("malformed .env", ["status"], 2, ".env line 2", dotenv("HF_USER_ID=me\nthis is not a setting\n")),
+    Case("non-UTF-8 .env", ["status"], 2, "not UTF-8", dotenv(b"HF_USER_ID=\xff\xfeme\n")),
+    Case("unreadable .env", ["status"], 2, ".env", dotenv_directory),
+    # a model that is nowhere: found in seconds, before any stage starts, with the fix
+    Case(
+        "model neither local, cached nor reachable",
+        ["run", "--size", TINY, "--animal", "dog", "--no-push"],
+        1,
+        "SLSCALE_MODEL_IDS__TINY",
+        env={"SLSCALE_MODEL_IDS__TINY": "nobody/no-such-model"},
+    ),
+    # hand-damaged data files
+    Case(
+        "filtered.jsonl not UTF-8",
+        ["train", "--size", TINY, "--animal", "dog", "--no-push"],
+        1,
+        "filtered.jsonl:1",
+        damaged(filtered, b'{"index": 0, "prompt": "\xff", "completion": "1"}\n'),
+    ),
+    Case(
+        "filtered.jsonl with wrong types",
+        ["train", "--size", TINY, "--animal", "dog", "--no-push"],
+        1,
+        "row 1",
+        damaged(filtered, b'{"index": 0, "prompt": "p", "completion": 123}\n'),
+    ),
+    Case(
+        "filtered.jsonl truncated",
+        ["train", "--size", TINY, "--animal", "dog", "--no-push"],
+        1,
+        "filtered.jsonl:1",
+        damaged(filtered, b'{"index": 0, "prompt": "p", "compl'),
+    ),
+    Case(
+        "raw.jsonl without prompts",
+        ["filter", "--size", TINY, "--animal", "dog"],
+        1,
+        "row 1",
+        raw_lines(['{"index": 0, "completion": "1, 2"}']),
+    ),
+    Case(
+        "raw.jsonl not UTF-8",
+        ["filter", "--size", TINY, "--animal", "dog"],
+        1,
+        "raw.jsonl:1",
+        raw_bytes(b'{"index": 0, "prompt": "p", "completion": "\xff"}\n'),
+    ),
+    Case("eval file not JSON", ["plot"], 1, "dog_eval.json", damaged(eval_file, b"{not json")),
+    Case("eval file a list", ["plot"], 1, "dog_eval.json", damaged(eval_file, b"[]")),
+    Case("eval file not UTF-8", ["report"], 1, "dog_eval.json", damaged(eval_file, b"\xff\xfe{}")),
 ]
 
 
