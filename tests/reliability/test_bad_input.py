@@ -21,6 +21,7 @@ from sl_scaling.catalog import Layout
 from sl_scaling.state import MIGRATIONS, JobKey, StateStore
 
 Setup = Callable[[Path, Path], None]  # (workdir, the session's `generated` workdir)
+DOG = JobKey(1, TINY, "dog")
 
 
 def nothing(workdir: Path, generated: Path) -> None:
@@ -57,15 +58,15 @@ def damaged(path_of: Callable[[Layout], Path], content: bytes, *, data: bool = T
 
 
 def filtered(layout: Layout) -> Path:
-    return layout.filtered_jsonl(TINY, "dog")
+    return layout.filtered_jsonl(DOG)
 
 
 def raw(layout: Layout) -> Path:
-    return layout.raw_jsonl(TINY, "dog")
+    return layout.raw_jsonl(DOG)
 
 
 def eval_file(layout: Layout) -> Path:
-    return layout.eval_json(TINY, "dog")
+    return layout.eval_json(DOG)
 
 
 def raw_lines(lines: list[str], *, gen_done: bool = True) -> Setup:
@@ -83,7 +84,7 @@ def raw_lines(lines: list[str], *, gen_done: bool = True) -> Setup:
 def raw_bytes(content: bytes) -> Setup:
     def write(workdir: Path, generated: Path) -> None:
         raw_lines([])(workdir, generated)
-        Layout(workdir).raw_jsonl(TINY, "dog").write_bytes(content)
+        Layout(workdir).raw_jsonl(DOG).write_bytes(content)
 
     return write
 
