@@ -70,7 +70,8 @@ def preflight(
     config: TrainConfig,
     push: bool,
 ) -> None:
-    """Refuse, with one line, before any training if data, credentials or disk are missing."""
+    """Refuse, with one line, before any training if data (missing or damaged), credentials or disk
+    are missing."""
     layout = ctx.layout
     for key in keys:
         path = layout.filtered_jsonl(key)
@@ -79,6 +80,7 @@ def preflight(
                 f"no filtered data for {key} ({path}); run 'slscale filter --size {key.size} "
                 f"--animal {key.condition}' first"
             )
+        load_rows(path, config.max_rows)  # a hand-damaged file is named now, not mid-grid
     if push:
         from sl_scaling.publish import Publisher
 
