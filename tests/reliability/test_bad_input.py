@@ -291,7 +291,7 @@ def test_bad_input_is_one_line_no_traceback_nothing_lost(case: Case, workdir: Pa
 
 
 def test_debug_shows_the_traceback(workdir: Path) -> None:
-    result = slscale("gen", "--size", TINY, "--animal", "dog", "--n", "0", env={"SLSCALE_DEBUG": "1"})
+    result = slscale("gen", "--size", "huge", "--animal", "dog", env={"SLSCALE_DEBUG": "1"})
     assert result.code != 0 and "Traceback" in result.stderr
 
 
