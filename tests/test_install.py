@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -37,7 +38,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-w",
         str(wheels),
     ]
-    subprocess.run([*build, str(ROOT)], check=True, capture_output=True)
+    source = root / "source"  # a clean copy: an in-tree build/ of an earlier build could leak stale modules
+    shutil.copytree(ROOT / "sl_scaling", source / "sl_scaling", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([*build, str(source)], check=True, capture_output=True)
     (wheel,) = wheels.glob("sl_scaling-*.whl")
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)
@@ -50,8 +55,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
     ).stdout.strip()
     (Path(site) / "heavy_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)]
-    subprocess.run(pip, check=True, capture_output=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--force-reinstall"]
+    subprocess.run([*pip, "-q", str(wheel)], check=True, capture_output=True, env=_user_env(root))
     return bin_dir
 
 
@@ -63,13 +68,11 @@ def _user_env(tmp: Path) -> dict[str, str]:
 
 def test_the_wheel_carries_what_the_program_reads(installed: Path, tmp_path: Path) -> None:
     code = "import sl_scaling, sl_scaling.tiny as t; print(sl_scaling.__file__); print(t.ensure_tiny_model())"
-    where, model = subprocess.run(
-        [installed / "python", "-c", code],
-        env=_user_env(tmp_path),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    found = subprocess.run(
+        [installed / "python", "-c", code], env=_user_env(tmp_path), capture_output=True, text=True
+    )
+    assert found.returncode == 0, found.stderr
+    where, model = found.stdout.split()
     assert Path(where).is_relative_to(installed.parent) and not Path(where).is_relative_to(ROOT)
     assert Path(model).is_relative_to(installed.parent)  # the shipped model, no build
     plan = subprocess.run(
