@@ -48,7 +48,9 @@ FULL = SizeSettings(n=PROMPTS, epochs=EPOCHS, samples=EVAL_SAMPLES, final_sample
 #: `tiny` makes no scientific claim: a smaller final evaluation keeps its demo and tests quick. Its
 #: learning rate is tiny-only: at 2e-4 the ~10 optimizer steps of a tiny student leave it where it
 #: started and 16 identical students read as a bug; at 5e-3 only 5 of 16 students' answers differed
-#: (common evaluation seeds); at 2e-2 every student tried answered differently.
+#: (common evaluation seeds); at 2e-2 all 16 students' exact preferences and final 500-answer evaluations
+#: differ from each other and from the control (the 50-answer per-epoch lists, on shared seeds, still
+#: coincide for some: 5 distinct lists of 16 in a full tiny run).
 TINY_DEFAULTS = SizeSettings(n=300, epochs=2, samples=50, final_samples=500, lr=2e-2)
 
 
