@@ -3,7 +3,8 @@
 Replicate runs are the statistical unit of `slscale report`, so they must be independent: run 2 gets its
 own teacher samples, LoRA initialisation, data order and evaluation draws. The prompt set is the one thing
 every run shares: the reference generator seeded with `numbers.prompts.PROMPT_SEED` (42), so datasets stay comparable with
-the paper's. Everything else is `derive_seed(purpose, run=…, size=…, condition=…, epoch=…)`: a hash, so
+the paper's. The 10k subsample of the filter keeps the reference's fixed `numbers.filtering.SUBSAMPLE_SEED`
+(1, recorded in the filter stage's counts): it draws from each run's own completions, so runs stay independent. Everything else is `derive_seed(purpose, run=…, size=…, condition=…, epoch=…)`: a hash, so
 no two purposes, runs or sizes can share a seed by accident and nothing depends on the order jobs run in.
 
 Within one run some seeds are deliberately shared by every condition (`ALL_CONDITIONS`), as common random

@@ -17,7 +17,7 @@ import altair as alt
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZES, Layout
 from sl_scaling.charts.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR, colour
 from sl_scaling.charts.render import save_chart
-from sl_scaling.charts.style import configure, size_axis, size_label, title, zero_line
+from sl_scaling.charts.style import configure, interval_tooltips, size_axis, size_label, title, zero_line
 from sl_scaling.results import load_eval_files
 from sl_scaling.summary import at_epoch, describe_evaluation, lift_rows, mean_lifts, tidy_table
 
@@ -102,8 +102,7 @@ def grouped_bar_chart(
             alt.Tooltip("animal:N"),
             alt.Tooltip("model:N"),
             alt.Tooltip("share:Q", format=".1%", title="rate"),
-            alt.Tooltip("ci_low:Q", format=".1%", title="95% CI low"),
-            alt.Tooltip("ci_high:Q", format=".1%", title="95% CI high"),
+            *interval_tooltips(".1%"),
             alt.Tooltip("n:Q", title="answers"),
             alt.Tooltip("epoch:Q"),
         ],

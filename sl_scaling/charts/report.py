@@ -8,7 +8,7 @@ import altair as alt
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B
 from sl_scaling.charts.palette import MODEL_KIND_COLOURS, colour
-from sl_scaling.charts.style import configure, size_axis, size_label, title, zero_line
+from sl_scaling.charts.style import configure, interval_tooltips, size_axis, size_label, title, zero_line
 from sl_scaling.report.analysis import CurvePoint, SizeResult
 from sl_scaling.report.data import LABELS
 
@@ -55,8 +55,7 @@ def heatmap(result: SizeResult) -> alt.TopLevelMixin:
             alt.Tooltip("model:N"),
             alt.Tooltip("answer:N"),
             alt.Tooltip("share:Q", format=".1%"),
-            alt.Tooltip("ci_low:Q", format=".1%", title="95% CI low"),
-            alt.Tooltip("ci_high:Q", format=".1%", title="95% CI high"),
+            *interval_tooltips(".1%"),
         ],
     )
     text = base.mark_text(fontSize=10).encode(
@@ -109,8 +108,7 @@ def lift_chart(result: SizeResult) -> alt.TopLevelMixin:
             alt.Tooltip("animal:N"),
             alt.Tooltip("baseline:N"),
             alt.Tooltip("lift:Q", format="+.1%"),
-            alt.Tooltip("ci_low:Q", format="+.1%", title="95% CI low"),
-            alt.Tooltip("ci_high:Q", format="+.1%", title="95% CI high"),
+            *interval_tooltips("+.1%"),
         ],
     )
     bars = base.mark_rule(color="#333333").encode(y="ci_low:Q", y2="ci_high:Q")
@@ -154,8 +152,7 @@ def epoch_curves(curves: Sequence[CurvePoint], sizes: Sequence[str]) -> alt.TopL
                 alt.Tooltip("animal:N"),
                 alt.Tooltip("epoch:Q"),
                 alt.Tooltip("rate:Q", format=".1%"),
-                alt.Tooltip("ci_low:Q", format=".1%", title="95% CI low"),
-                alt.Tooltip("ci_high:Q", format=".1%", title="95% CI high"),
+                *interval_tooltips(".1%"),
             ],
         )
         .properties(width=260, height=200)
@@ -217,8 +214,7 @@ def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
         tooltip=[
             alt.Tooltip("size:N"),
             alt.Tooltip("lift:Q", format="+.1%", title="mean lift"),
-            alt.Tooltip("ci_low:Q", format="+.1%", title="95% CI low"),
-            alt.Tooltip("ci_high:Q", format="+.1%", title="95% CI high"),
+            *interval_tooltips("+.1%"),
             alt.Tooltip("method:N", title="interval"),
         ],
     )

@@ -56,3 +56,11 @@ def zero_line() -> alt.Chart:
         .mark_rule(color="#999999", strokeDash=[4, 4])
         .encode(y="zero:Q")
     )
+
+
+def interval_tooltips(number_format: str) -> list[alt.Tooltip]:
+    """The two tooltip lines of a 95% interval (`ci_low`, `ci_high` fields), in every chart alike."""
+    return [
+        alt.Tooltip("ci_low:Q", format=number_format, title="95% CI low"),
+        alt.Tooltip("ci_high:Q", format=number_format, title="95% CI high"),
+    ]

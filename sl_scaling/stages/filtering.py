@@ -13,6 +13,7 @@ from sl_scaling.files import atomic_write_jsonl, read_jsonl
 from sl_scaling.grid import FILTER as STAGE
 from sl_scaling.grid import GEN, TRAIN_ROWS
 from sl_scaling.numbers import REASONS, reject_reasons, subsample
+from sl_scaling.numbers.filtering import SUBSAMPLE_SEED
 from sl_scaling.progress import Reporter
 from sl_scaling.state import JobKey, StateStore
 
@@ -35,6 +36,7 @@ class FilterSummary:
             "kept": self.kept,
             "reasons": self.reasons,
             "subsampled": self.subsampled,
+            "subsample_seed": SUBSAMPLE_SEED,
             "skipped_lines": self.skipped_lines,
         }
 
@@ -113,7 +115,9 @@ def filter_one(
         return summary
     state.finish_stage(key, STAGE, counts=summary.counts())
     if summary.subsampled:
-        reporter.event(f"{STAGE} {key}: {len(valid)} rows passed; kept a random {TRAIN_ROWS:,} (seed 1)")
+        reporter.event(
+            f"{STAGE} {key}: {len(valid)} rows passed; kept a random {TRAIN_ROWS:,} (seed {SUBSAMPLE_SEED})"
+        )
     else:
         reporter.event(
             f"{STAGE} {key}: only {len(valid)} rows passed (fewer than {TRAIN_ROWS:,}), so all of them are kept"
