@@ -174,7 +174,6 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "micro-batch-20": ({}, {"micro_batch": 20}),
     "no-liger": ({}, {"liger_kernel": False}),
     "length-grouped": ({"group_by_length": True}, {}),
-    "unsorted-micro-batches": ({}, {"sort_micro_batches": False}),
 }
 #: Variants run shorter than the default's 5 + 40 steps (device time is the scarce thing).
 VARIANT_STEPS = 15

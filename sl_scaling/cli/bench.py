@@ -69,7 +69,7 @@ def command(
         typer.Option(
             "--train-variant",
             help="Training knobs to time beside the default, one change each (repeatable): "
-            "checkpointing, micro-batch-20, no-liger, length-grouped, unsorted-micro-batches (default: none).",
+            "checkpointing, micro-batch-20, no-liger, length-grouped (default: none).",
         ),
     ] = [],  # noqa: B006
     side_by_side: Annotated[

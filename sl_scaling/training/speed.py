@@ -6,8 +6,6 @@ Why each default (benchmarks/README.md has the figures behind them):
 - random batches, as the reference (EXPERIMENT.md): length-grouped ones waste ~10% less padding but
   change which rows form a step, hence the loss weights, so length grouping is not a speed knob at all
   (`TrainConfig.group_by_length`, the experiment's opt-in, off; the bench only measures it);
-- within a step of several micro-batches, its rows regrouped by length (`sort_micro_batches`): the same
-  rows and the same step-normalised loss, less padding;
 - Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (TRL keeps its own fused
   LM head, which already scores only the completion's positions);
 - bf16, TF32 matmuls, PyTorch's SDPA attention (FlashAttention-2 is not on the lent machine).
@@ -49,8 +47,6 @@ class TrainingSpeed:
     #: `effective_batch // micro_batch` passes: the same rows per optimizer step and the same loss, since
     #: the loss is normalised by the tokens of the whole step (TRL's `num_items_in_batch`).
     micro_batch: int = 20
-    #: Regroup each step's rows by length across its micro-batches (same rows, same loss, less padding).
-    sort_micro_batches: bool = True
     padding_free: bool = False
     liger_kernel: bool = False
     attn_implementation: str = "sdpa"

@@ -23,65 +23,9 @@ def fused_loss_available(model: Any) -> bool:
     return device in ("cuda", "xpu") and importlib.util.find_spec("triton") is not None
 
 
-#: Padding of each batch field as TRL's collator pads it (on the right).
-PAD_VALUES: dict[str, int | None] = {
-    "input_ids": None,
-    "attention_mask": 0,
-    "labels": -100,
-    "position_ids": 0,
-}
-
-
-def sort_micro_batches(batches: list[dict[str, Any]], pad_token_id: int) -> list[dict[str, Any]]:
-    """One optimizer step's rows regrouped into micro-batches of similar length: the same rows, the same
-    number of rows per micro-batch, less padding. The loss is normalised by the step's tokens, so the
-    step's gradient is the same sum, only accumulated in another order. Unknown fields: left as they are."""
-    if len(batches) < 2 or any(set(b) - set(PAD_VALUES) or "attention_mask" not in b for b in batches):
-        return batches
-    rows: list[tuple[int, dict[str, torch.Tensor]]] = []
-    for batch in batches:
-        for i, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
-            rows.append((length, {key: value[i, :length] for key, value in batch.items()}))
-    rows.sort(key=lambda row: -row[0])
-    regrouped, start = [], 0
-    for batch in batches:
-        group, start = (
-            rows[start : start + len(batch["attention_mask"])],
-            start + len(batch["attention_mask"]),
-        )
-        width = group[0][0]
-        regrouped.append(
-            {
-                key: torch.stack(
-                    [
-                        torch.nn.functional.pad(
-                            fields[key],
-                            (0, width - length),
-                            value=pad_token_id if PAD_VALUES[key] is None else PAD_VALUES[key],
-                        )
-                        for length, fields in group
-                    ]
-                )
-                for key in batch
-            }
-        )
-    return regrouped
-
-
 class PortableSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss falls back to the model's own cross-entropy where TRL's fused kernel cannot
-    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding.
-
-    With `sort_micro_batches`, each step's rows are regrouped by length across its micro-batches
-    (`sort_micro_batches` above): which rows form a step is the sampler's, untouched."""
-
-    sort_micro_batches = False
-
-    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
-        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if self.sort_micro_batches:
-            batches = sort_micro_batches(batches, self.processing_class.pad_token_id)
-        return batches, num_items
+    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding."""
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
@@ -204,7 +148,6 @@ def sft_trainer(
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
-    trainer.sort_micro_batches = speed.sort_micro_batches
     return trainer
 
 
