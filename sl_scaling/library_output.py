@@ -38,6 +38,15 @@ def verbose() -> bool:
     return any(os.environ.get(name, "") not in ("", "0", "false") for name in (VERBOSE_ENV, "SLSCALE_DEBUG"))
 
 
+def quiet_progress_bars() -> None:
+    """Our reporter shows progress; the libraries' own bars would interleave with it."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+
+
 @contextmanager
 def captured(handle: TextIO, *, loads_transformers: bool) -> Iterator[None]:
     """Send the libraries' log records and every Python warning to `handle` while the block runs.

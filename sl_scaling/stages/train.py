@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sl_scaling import library_output
 from sl_scaling.catalog import Layout, wandb_run_name
 from sl_scaling.context import Context
 from sl_scaling.errors import MissingPrerequisiteError, StateError, UsageError
@@ -233,15 +234,6 @@ def _why_skipped(layout: Layout, key: JobKey, config: TrainConfig) -> str:
     )
 
 
-def _quiet_libraries() -> None:
-    """Our reporter shows progress; the libraries' own bars would interleave with it."""
-    import datasets
-    from transformers.utils import logging
-
-    datasets.disable_progress_bars()
-    logging.disable_progress_bar()
-
-
 def _free_accelerator_memory() -> None:
     import gc
 
@@ -276,7 +268,7 @@ def run_training(
     name, why = choose_trainer(trainer)
     # LoRA initialisation and data order follow the run (seeds.train_seed), never a fixed seed.
     config = replace(config.resolved(), seed=train_seed(run, size))
-    _quiet_libraries()
+    library_output.quiet_progress_bars()
     summaries: list[TrainSummary] = []
     with ctx.state() as state:
         keys = [JobKey(run, size, condition) for condition in conditions]
