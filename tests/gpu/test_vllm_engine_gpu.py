@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sl_scaling.catalog import CONDITIONS
 from sl_scaling.engines import GenerationRequest, Sampling
 from sl_scaling.engines.hf import HFEngine
 from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions
+from sl_scaling.evaluation.exact import exact_requests
 
 pytestmark = pytest.mark.gpu
 
@@ -134,3 +136,24 @@ def test_two_engine_processes_sample_the_rows_one_process_does(
     same = sum(split[k] == one[k] for k in one) / len(one)
     print(f"rows identical in one and two processes: {same:.3f}")
     assert same >= 0.97
+
+
+def test_word_probabilities_are_the_hf_engines_lower_bound(engine: VLLMEngine, saved: dict[str, Any]) -> None:
+    """The exact measure through vLLM (prompt log-probabilities + the top-20 word-ending mass) never exceeds
+    the HF engine's exact figure for the same model and adapter, and is not vacuous."""
+    questions = exact_requests()[:5]
+    requests = [
+        replace(q, key=(adapter, q.key), adapter=adapter)
+        for adapter in (None, saved["adapters"][0])
+        for q in questions
+    ]
+    ours = engine.word_probabilities(requests)
+    hf = HFEngine.from_model(saved["model"], engine.tokenizer).word_probabilities(requests)
+    assert set(ours) == set(hf) == {r.key for r in requests}
+    pairs = [(v, h) for key in hf for v, h in zip(ours[key], hf[key], strict=True)]
+    ratios = sorted(v / h for v, h in pairs if h > 0)
+    print(
+        f"vLLM / HF word probability over {len(pairs)} words: min {ratios[0]:.3f}, median {ratios[len(ratios) // 2]:.3f}, max {ratios[-1]:.3f}"
+    )
+    assert all(v <= h * 1.05 + 1e-12 for v, h in pairs)  # a lower bound, up to fp16 kernel differences
+    assert sum(v > 0 for v, _ in pairs) >= len(pairs) // 2
