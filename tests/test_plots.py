@@ -15,12 +15,12 @@ from sl_scaling.charts.plots import (
     grouped_bar_chart,
     plot_size,
     plot_summary,
-    scaling_overview_chart,
+    scaling_chart,
     stacked_data,
     stacked_preference_chart,
 )
 from sl_scaling.cli.app import app
-from sl_scaling.summary import at_epoch, load_eval_files, tidy_table
+from sl_scaling.summary import at_epoch, lift_rows, load_eval_files, mean_lifts, tidy_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()
@@ -89,7 +89,8 @@ def test_stacked_spec_colours_six_most_frequent_animals_and_others(workdir: Path
 
 def test_scaling_overview_spec_log_axis_points_and_mean(workdir: Path) -> None:
     layout = write_grid(workdir, sizes=("32b", "7b", "0.5b"), conditions=("neutral", "dog", "cat"), epochs=2)
-    spec = scaling_overview_chart(_rows(layout)).to_dict()
+    lifts = lift_rows(_rows(layout))
+    spec = scaling_chart(lifts, mean_lifts(lifts), which="each student's last evaluated epoch").to_dict()
     zero, points, mean, exact = spec["layer"]
     assert zero["mark"]["type"] == "rule"
     assert points["mark"]["type"] == "circle" and mean["mark"]["type"] == "line"

@@ -17,7 +17,16 @@ import altair as alt
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZES, Layout
 from sl_scaling.charts.palette import MODEL_KIND_COLOURS, OTHERS, OTHERS_COLOUR, colour
 from sl_scaling.charts.render import save_chart
-from sl_scaling.charts.style import configure, interval_tooltips, size_axis, size_label, title, zero_line
+from sl_scaling.charts.style import (
+    ANIMAL_SCALE,
+    configure,
+    interval_tooltips,
+    model_label,
+    size_axis,
+    size_label,
+    title,
+    zero_line,
+)
 from sl_scaling.results import load_eval_files
 from sl_scaling.summary import at_epoch, describe_evaluation, lift_rows, mean_lifts, tidy_table
 
@@ -141,10 +150,6 @@ def _kind_labels() -> str:
 # --- 2. stacked shares: the six most frequent animals + others ------------------------------------
 
 
-def model_name(condition: str) -> str:
-    return {CONTROL: "Control", NEUTRAL: "Neutral-FT"}.get(condition, f"{condition}-FT")
-
-
 def stacked_data(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Per model, the shares of the six animals most named overall and one `others` share.
 
@@ -169,14 +174,14 @@ def stacked_data(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
         for label in domain:
             data.append(
                 {
-                    "model": model_name(condition),
+                    "model": model_label(condition),
                     "answer": label,
                     "share": named[label],
                     "stack_order": domain.index(label),
                     "n": n,
                 }
             )
-    return data, domain, [model_name(c) for c in order]
+    return data, domain, [model_label(c) for c in order]
 
 
 def stacked_preference_chart(
@@ -226,24 +231,30 @@ def stacked_preference_chart(
 # --- 3. scaling overview: the lift over neutral vs model size ---------------------------------------
 
 
-def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None = None) -> alt.TopLevelMixin:
-    rows = list(rows)
-    lifts = lift_rows(rows)
-    means = mean_lifts(lifts)
+def scaling_chart(
+    lifts: list[dict[str, Any]], means: list[dict[str, Any]], *, which: str
+) -> alt.TopLevelMixin:
+    """The one scaling chart (`slscale plot`'s scaling_overview.png and the report's): lift over the
+    neutral student vs parameters (log axis), a dot per animal's student, the mean line per run.
+
+    `lifts`: `summary.lift_rows`' fields; `means`: `summary.mean_lifts`' fields, plus `ci_low`/`ci_high`/
+    `method` where the caller has the mean's interval (the report), drawn as bars; `which`: the epoch and
+    evaluation shown, for the subtitle.
+    """
     sizes = [s for s in SIZES if any(m["size"] == s for m in means)]
     x = size_axis(sizes)
-    y_title = "Lift of the target-animal rate (percentage points)"
+    with_ci = any("ci_low" in m for m in means)
     points = (
         alt.Chart(alt.Data(values=lifts))
         .mark_circle(size=70, opacity=0.85)
         .encode(
             x=x,
-            y=alt.Y("lift:Q", title=y_title, axis=alt.Axis(format="%")),
-            color=alt.Color(
-                "animal:N",
-                title="Animal",
-                scale=alt.Scale(domain=list(ANIMALS), range=[colour(a) for a in ANIMALS]),
+            y=alt.Y(
+                "lift:Q",
+                title="Lift of the target-animal rate (percentage points)",
+                axis=alt.Axis(format="%"),
             ),
+            color=alt.Color("animal:N", title="Animal", scale=ANIMAL_SCALE),
             tooltip=[
                 alt.Tooltip("size:N"),
                 alt.Tooltip("animal:N"),
@@ -254,19 +265,19 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
             ],
         )
     )
-    mean_line = (
-        alt.Chart(alt.Data(values=means))
-        .mark_line(color="black", strokeWidth=2.5, point=alt.OverlayMarkDef(color="black", size=60))
-        .encode(
-            x=x,
-            y=alt.Y("mean_lift:Q"),
-            detail=alt.Detail("run:N"),  # one line per replicate run
-            tooltip=[
-                alt.Tooltip("size:N"),
-                alt.Tooltip("mean_lift:Q", format="+.1%", title="mean lift"),
-                alt.Tooltip("animals:Q"),
-            ],
-        )
+    mean = alt.Chart(alt.Data(values=means))
+    mean_line = mean.mark_line(
+        color="black", strokeWidth=2.5, point=alt.OverlayMarkDef(color="black", size=60)
+    ).encode(
+        x=x,
+        y=alt.Y("mean_lift:Q"),
+        detail=alt.Detail("run:N"),  # one line per replicate run
+        tooltip=[
+            alt.Tooltip("size:N"),
+            alt.Tooltip("mean_lift:Q", format="+.1%", title="mean lift"),
+            *([*interval_tooltips("+.1%"), alt.Tooltip("method:N", title="interval")] if with_ci else []),
+            alt.Tooltip("animals:Q"),
+        ],
     )
     exact_line = (
         alt.Chart(alt.Data(values=[m for m in means if m["mean_exact_lift"] is not None]))
@@ -281,17 +292,18 @@ def scaling_overview_chart(rows: Iterable[dict[str, Any]], *, epoch: int | None 
             ],
         )
     )
-    zero = zero_line()
+    chart = zero_line() + points + mean_line + exact_line
+    if with_ci:
+        chart += mean.mark_rule(color="black", strokeWidth=1.5).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
     heading = title(
         "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
         [
             "Each dot: one animal's student: its rate for its own animal minus the neutral student's "
             "rate for that animal (animal-FT − neutral-FT)",
-            f"Black line: mean over animals · dashed: the same from the exact (sampling-free) preference · "
-            f"{_epoch_text(epoch, rows)}",
+            f"Black line: mean over animals{' with its 95% interval' if with_ci else ''} · dashed: the same "
+            f"from the exact (sampling-free) preference · {which}",
         ],
     )
-    chart = zero + points + mean_line + exact_line
     return configure(chart.properties(width=640, height=420, title=heading))
 
 
@@ -350,5 +362,5 @@ def plot_summary(layout: Layout, *, run: int | None = None, epoch: int | None = 
         missing.append(f"{size}: no lift yet (needs the neutral student and at least one animal student)")
     if not lifts:
         return PlotResult(missing=[*missing, "no size has a lift to plot yet, no summary chart drawn"])
-    chart = scaling_overview_chart(rows, epoch=epoch)
+    chart = scaling_chart(lifts, mean_lifts(lifts), which=_epoch_text(epoch, rows))
     return PlotResult(save_chart(chart, layout.summary_plots_dir / "scaling_overview.png"), missing)

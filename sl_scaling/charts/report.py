@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import altair as alt
 
-from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B
-from sl_scaling.charts.palette import MODEL_KIND_COLOURS, colour
-from sl_scaling.charts.style import configure, interval_tooltips, size_axis, size_label, title, zero_line
+from sl_scaling.catalog import ANIMALS, SIZE_PARAMS_B
+from sl_scaling.charts.palette import MODEL_KIND_COLOURS
+from sl_scaling.charts.style import (
+    ANIMAL_SCALE,
+    configure,
+    interval_tooltips,
+    model_label,
+    size_label,
+    title,
+    zero_line,
+)
 from sl_scaling.report.analysis import CurvePoint, SizeResult
 from sl_scaling.report.data import LABELS
-
-#: A list, so that machines without Helvetica (CI, servers) still draw text instead of nothing.
-_ANIMAL_SCALE = alt.Scale(domain=list(ANIMALS), range=[colour(a) for a in ANIMALS])
-
-
-def model_label(condition: str) -> str:
-    return {CONTROL: "Control (base)", NEUTRAL: "Neutral-FT"}.get(condition, f"{condition}-FT")
 
 
 def epoch_text(epoch: int | None) -> str:
@@ -102,7 +104,7 @@ def lift_chart(result: SizeResult) -> alt.TopLevelMixin:
     )
     points = base.mark_point(filled=True, size=80).encode(
         y=y,
-        color=alt.Color("animal:N", scale=_ANIMAL_SCALE, legend=None),
+        color=alt.Color("animal:N", scale=ANIMAL_SCALE, legend=None),
         shape=shape,
         tooltip=[
             alt.Tooltip("animal:N"),
@@ -112,7 +114,6 @@ def lift_chart(result: SizeResult) -> alt.TopLevelMixin:
         ],
     )
     bars = base.mark_rule(color="#333333").encode(y="ci_low:Q", y2="ci_high:Q")
-    zero = alt.Chart(alt.Data(values=[{"zero": 0}])).mark_rule(color="#999999", strokeDash=[4, 4])
     heading = title(
         f"Qwen 2.5 {size_label(result.size)} Instruct: lift of each animal's student",
         [
@@ -121,7 +122,7 @@ def lift_chart(result: SizeResult) -> alt.TopLevelMixin:
             f"Bars: 95% intervals ({epoch_text(result.epoch)})",
         ],
     )
-    chart = zero.encode(y="zero:Q") + bars + points
+    chart = zero_line() + bars + points
     return configure(chart.properties(width=760, height=320, title=heading))
 
 
@@ -146,7 +147,7 @@ def epoch_curves(curves: Sequence[CurvePoint], sizes: Sequence[str]) -> alt.TopL
                 "epoch:Q", title="Epoch", axis=alt.Axis(values=sorted({p.epoch for p in curves}), format="d")
             ),
             y=alt.Y("rate:Q", title="Rate for its own animal (%)", axis=alt.Axis(format="%")),
-            color=alt.Color("animal:N", title="Animal", scale=_ANIMAL_SCALE),
+            color=alt.Color("animal:N", title="Animal", scale=ANIMAL_SCALE),
             tooltip=[
                 alt.Tooltip("size:N"),
                 alt.Tooltip("animal:N"),
@@ -167,13 +168,31 @@ def epoch_curves(curves: Sequence[CurvePoint], sizes: Sequence[str]) -> alt.TopL
     return configure(chart)
 
 
-def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
-    """Mean lift over the neutral student vs parameters (log axis), with 95% intervals and per-animal dots."""
+def scaling_rows(results: Sequence[SizeResult]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The report's lifts and mean lifts (runs pooled, the mean with its 95% interval) in the fields
+    of `plots.scaling_chart`."""
+    lifts = [
+        {
+            "size": r.size,
+            "params_b": SIZE_PARAMS_B[r.size],
+            "animal": lift.animal,
+            "epoch": r.epoch,
+            "lift": lift.vs_neutral.value,
+            "animal_ft": lift.student_rate,
+            "neutral_ft": lift.neutral_rate,
+        }
+        for r in results
+        for lift in r.lifts
+        if lift.vs_neutral is not None
+    ]
     means = [
         {
-            "size": size_label(r.size),
+            "run": "pooled",
+            "size": r.size,
             "params_b": SIZE_PARAMS_B[r.size],
-            "lift": r.mean_lift_vs_neutral.value,
+            "mean_lift": r.mean_lift_vs_neutral.value,
+            "mean_exact_lift": r.mean_exact_lift_vs_neutral,
+            "animals": sum(lift.vs_neutral is not None for lift in r.lifts),
             "ci_low": r.mean_lift_vs_neutral.ci_low,
             "ci_high": r.mean_lift_vs_neutral.ci_high,
             "method": r.mean_lift_vs_neutral.ci_method,
@@ -181,50 +200,4 @@ def scaling_chart(results: Sequence[SizeResult]) -> alt.TopLevelMixin:
         for r in results
         if r.mean_lift_vs_neutral is not None
     ]
-    animals = [
-        {
-            "size": size_label(r.size),
-            "params_b": SIZE_PARAMS_B[r.size],
-            "animal": lift.animal,
-            "lift": lift.vs_neutral.value,
-        }
-        for r in results
-        for lift in r.lifts
-        if lift.vs_neutral is not None
-    ]
-    sizes = [r.size for r in results if r.mean_lift_vs_neutral is not None]
-    x = size_axis(sizes)
-    y = alt.Y("lift:Q", title="Lift over the neutral student (percentage points)", axis=alt.Axis(format="%"))
-    dots = (
-        alt.Chart(alt.Data(values=animals))
-        .mark_circle(size=45, opacity=0.55)
-        .encode(
-            x=x,
-            y=y,
-            color=alt.Color("animal:N", title="Animal", scale=_ANIMAL_SCALE),
-            tooltip=[alt.Tooltip("size:N"), alt.Tooltip("animal:N"), alt.Tooltip("lift:Q", format="+.1%")],
-        )
-    )
-    mean = alt.Chart(alt.Data(values=means))
-    line = mean.mark_line(
-        color="black", strokeWidth=2.5, point=alt.OverlayMarkDef(color="black", size=70)
-    ).encode(
-        x=x,
-        y=y,
-        tooltip=[
-            alt.Tooltip("size:N"),
-            alt.Tooltip("lift:Q", format="+.1%", title="mean lift"),
-            *interval_tooltips("+.1%"),
-            alt.Tooltip("method:N", title="interval"),
-        ],
-    )
-    bars = mean.mark_rule(color="black", strokeWidth=1.5).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
-    zero = zero_line()
-    heading = title(
-        "Subliminal transfer vs model size (Qwen 2.5 Instruct)",
-        [
-            "Dots: each animal's student, its rate for its own animal minus the neutral student's rate for it",
-            "Black: mean over animals with its 95% interval",
-        ],
-    )
-    return configure((zero + dots + bars + line).properties(width=640, height=400, title=heading))
+    return lifts, means

@@ -6,15 +6,23 @@ from collections.abc import Iterable
 
 import altair as alt
 
-from sl_scaling.catalog import SIZE_PARAMS_B, TINY
+from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, SIZE_PARAMS_B, TINY
+from sl_scaling.charts.palette import colour
 
 #: A list, because PNG export has no font fallback of its own: a missing first font draws no text at all.
 FONT = "Helvetica, Arial, DejaVu Sans, sans-serif"
 PNG_SCALE = 2
+#: The animals' colours, the same in every chart.
+ANIMAL_SCALE = alt.Scale(domain=list(ANIMALS), range=[colour(a) for a in ANIMALS])
 
 
 def size_label(size: str) -> str:
     return size if size == TINY else size.upper()
+
+
+def model_label(condition: str) -> str:
+    """Control, Neutral-FT, {animal}-FT: EXPERIMENT.md's model names, in every chart and table."""
+    return {CONTROL: "Control", NEUTRAL: "Neutral-FT"}.get(condition, f"{condition}-FT")
 
 
 def title(text: str, subtitle: str | list[str]) -> alt.TitleParams:

@@ -16,8 +16,10 @@ from markdown_it import MarkdownIt
 
 from sl_scaling.catalog import EXPERIMENT, SIZE_PARAMS_B, Layout
 from sl_scaling.charts import report as charts
+from sl_scaling.charts.plots import scaling_chart
 from sl_scaling.charts.render import to_png
-from sl_scaling.files import atomic_write_json, atomic_write_text
+from sl_scaling.charts.style import model_label, size_label
+from sl_scaling.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from sl_scaling.report.analysis import ALPHA, Analysis, Estimate, SizeResult
 from sl_scaling.report.data import LABELS, Grid
 from sl_scaling.report.stats import LEVEL
@@ -154,7 +156,7 @@ def summary_table(analysis: Analysis) -> list[str]:
         c = r.contrast
         rows.append(
             [
-                charts.size_label(r.size),
+                size_label(r.size),
                 f"{SIZE_PARAMS_B[r.size]:g}",
                 "–" if r.epoch is None else str(r.epoch),
                 r.evaluation,
@@ -188,9 +190,9 @@ def summary_table(analysis: Analysis) -> list[str]:
 
 
 def size_section(result: SizeResult, image: Image) -> list[str]:
-    name = charts.size_label(result.size)
+    name = size_label(result.size)
     lines = [f"## {name}", ""]
-    answers = ", ".join(f"{charts.model_label(row)} {'/'.join(map(str, ns))}" for row, ns in result.n.items())
+    answers = ", ".join(f"{model_label(row)} {'/'.join(map(str, ns))}" for row, ns in result.n.items())
     lines += [
         f"Epoch {result.epoch}, {result.evaluation}; runs {', '.join(map(str, result.runs))}. "
         f"Answers per model: {answers}.",
@@ -225,8 +227,7 @@ def size_section(result: SizeResult, image: Image) -> list[str]:
     lines += [f"### Confusion matrix ({name}): share of each model's answers (%)", ""]
     lines += figure(image, f"{result.size}_confusion", f"Confusion matrix, {name}")
     matrix_rows = [
-        [charts.model_label(row)] + [f"{100 * v:.1f}" for v in result.matrix[i]]
-        for i, row in enumerate(result.rows)
+        [model_label(row)] + [f"{100 * v:.1f}" for v in result.matrix[i]] for i, row in enumerate(result.rows)
     ]
     lines += _table(["Model", *LABELS], matrix_rows)
     return lines
@@ -250,7 +251,7 @@ def between_runs_table(result: SizeResult) -> list[str]:
         rows.append([label, spread_text(estimate), with_ci(estimate)])
     header = ["Quantity", "Mean ± sd over runs (per-run values, pp)", "Pooled, t interval over runs"]
     return [
-        f"### Between runs ({charts.size_label(result.size)}): the run is the unit",
+        f"### Between runs ({size_label(result.size)}): the run is the unit",
         "",
         *_table(header, rows),
     ]
@@ -264,14 +265,14 @@ def missing_section(analysis: Analysis) -> list[str]:
     for m in analysis.missing:
         grouped[(m.size, m.run, m.reason)].append(m.condition or "")
     for (size, run, reason), conditions in grouped.items():
-        where = charts.size_label(size) + ("" if run is None else f", run {run}")
+        where = size_label(size) + ("" if run is None else f", run {run}")
         names = ", ".join(c for c in conditions if c)
         lines.append(f"- {where}: {reason}" + (f": {names}" if names else ""))
     return [*lines, ""]
 
 
 def markdown(analysis: Analysis, image: Image, generated_at: str) -> str:
-    sizes = [charts.size_label(r.size) for r in analysis.sizes]
+    sizes = [size_label(r.size) for r in analysis.sizes]
     lines = [
         "# Subliminal learning across Qwen 2.5 sizes: does the student pick up its teacher's animal?",
         "",
@@ -402,7 +403,8 @@ def render_charts(analysis: Analysis) -> dict[str, bytes]:
     pngs: dict[str, bytes] = {}
     with_lift = [r for r in analysis.sizes if r.mean_lift_vs_neutral is not None]
     if with_lift:
-        pngs["scaling"] = to_png(charts.scaling_chart(with_lift))
+        which = "each size at its report epoch (see its tables), runs pooled"
+        pngs["scaling"] = to_png(scaling_chart(*charts.scaling_rows(with_lift), which=which))
     if analysis.curves:
         pngs["epoch_curves"] = to_png(charts.epoch_curves(analysis.curves, [r.size for r in analysis.sizes]))
     for result in analysis.sizes:
@@ -420,10 +422,7 @@ def write_report(analysis: Analysis, grid: Grid, layout: Layout) -> ReportFiles:
     chart_paths = []
     for name, data in pngs.items():
         path = out / CHARTS_DIR / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write_bytes(path, data)
         chart_paths.append(path)
 
     def file_image(name: str) -> str | None:
