@@ -1,7 +1,7 @@
 """The one reader of the evaluation files (`{condition}_eval.json`, found through `Layout`).
 
-`summary` (all_results.json and the charts' tidy table), `plot` and `report` all read results through
-here, so a file is found, validated and refused the same way everywhere.
+`summary` (all_results.json), `plot` and `report` all read results through here, and through its one
+tidy table, so a file is found, validated and refused the same way everywhere.
 """
 
 from __future__ import annotations
@@ -75,3 +75,56 @@ def load_eval_files(layout: Layout, *, sizes: Iterable[str] = (), runs: Iterable
             if not run_filter or run in run_filter:
                 found.append(read_eval_file(path, size, condition, run))
     return sorted(found, key=lambda f: (f.run, *grid_order(f.size, f.condition)))
+
+
+TIDY_COLUMNS = (
+    "run", "size", "condition", "epoch", "evaluation", "animal", "share", "ci_low", "ci_high", "n", "count",
+    "exact",
+)  # fmt: skip
+#: `evaluation` of a tidy row: the per-epoch evaluation, or the final (larger) one of a last epoch/control.
+PER_EPOCH, FINAL = "per-epoch", "final"
+
+
+def tidy_table(files: Iterable[EvalFile]) -> list[dict[str, Any]]:
+    """The charts' one table: a row per (run, size, condition, epoch, evaluation, answer label) with its
+    sampled share and CI, and the exact preference for that label (None where not scored).
+
+    Every label the evaluation kept a share for is here: the 15 animals (zeros included) and
+    whatever else the model answered. A last epoch (or the control) with a final evaluation has its rows
+    twice: `evaluation` = "per-epoch" and "final".
+    """
+    rows = []
+    for file in files:
+        try:
+            rows += _tidy_rows(file)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise MalformedInputError(
+                f"{file.path}: an epoch has no readable shares ({exc}); evaluate it again"
+            ) from None
+    return rows
+
+
+def _tidy_rows(file: EvalFile) -> list[dict[str, Any]]:
+    rows = []
+    for record in file.epochs:
+        exact = (record.get("exact") or {}).get("probabilities") or {}
+        sampled = [(PER_EPOCH, record)] + ([(FINAL, record["final"])] if record.get("final") else [])
+        for evaluation, numbers in sampled:
+            for label, share in numbers["shares"].items():
+                rows.append(
+                    {
+                        "run": file.run,
+                        "size": file.size,
+                        "condition": file.condition,
+                        "epoch": record["epoch"],
+                        "evaluation": evaluation,
+                        "animal": label,
+                        "share": share["rate"],
+                        "ci_low": share["ci_low"],
+                        "ci_high": share["ci_high"],
+                        "n": numbers["n"],
+                        "count": share["count"],
+                        "exact": exact.get(label),
+                    }
+                )
+    return rows

@@ -1,4 +1,4 @@
-"""Results, gathered: the evaluation files (read by `results.py`) + the DB → `all_results.json`, and the one tidy table of the charts.
+"""Results, gathered: the evaluation files (read by `results.py`) + the DB → `all_results.json`; the lifts.
 
 The evaluation files are the source of truth for results; the DB adds what the files do not
 hold (rows generated/kept, epochs planned, train loss and Hub repos of every epoch) and any
@@ -13,7 +13,7 @@ from typing import Any
 from sl_scaling.catalog import ANIMALS, CONTROL, EXPERIMENT, SIZE_PARAMS_B, Layout
 from sl_scaling.evaluation.records import describe_answers
 from sl_scaling.files import atomic_write_json
-from sl_scaling.results import EvalFile, grid_order, load_eval_files
+from sl_scaling.results import FINAL, PER_EPOCH, grid_order, load_eval_files, tidy_table
 from sl_scaling.state import DONE, StateStore, now
 
 #: Per-epoch fields copied into the summary (the raw answers stay in the evaluation files).
@@ -36,46 +36,6 @@ EPOCH_FIELDS = (
     "adapter",
     "evaluated_at",
 )
-TIDY_COLUMNS = (
-    "run", "size", "condition", "epoch", "evaluation", "animal", "share", "ci_low", "ci_high", "n", "count",
-    "exact",
-)  # fmt: skip
-#: `evaluation` of a tidy row: the per-epoch evaluation, or the final (larger) one of a last epoch/control.
-PER_EPOCH, FINAL = "per-epoch", "final"
-
-
-def tidy_table(files: Iterable[EvalFile]) -> list[dict[str, Any]]:
-    """The charts' one table: a row per (run, size, condition, epoch, evaluation, answer label) with its
-    sampled share and CI, and the exact preference for that label (None where not scored).
-
-    Every label the evaluation kept a share for is here: the 15 animals (zeros included) and
-    whatever else the model answered. A last epoch (or the control) with a final evaluation has its rows
-    twice: `evaluation` = "per-epoch" and "final".
-    """
-    rows = []
-    for file in files:
-        for record in file.epochs:
-            exact = (record.get("exact") or {}).get("probabilities") or {}
-            sampled = [(PER_EPOCH, record)] + ([(FINAL, record["final"])] if record.get("final") else [])
-            for evaluation, numbers in sampled:
-                for label, share in numbers["shares"].items():
-                    rows.append(
-                        {
-                            "run": file.run,
-                            "size": file.size,
-                            "condition": file.condition,
-                            "epoch": record["epoch"],
-                            "evaluation": evaluation,
-                            "animal": label,
-                            "share": share["rate"],
-                            "ci_low": share["ci_low"],
-                            "ci_high": share["ci_high"],
-                            "n": numbers["n"],
-                            "count": share["count"],
-                            "exact": exact.get(label),
-                        }
-                    )
-    return rows
 
 
 def _db_jobs(state: StateStore) -> dict[tuple[int, str, str], dict[str, Any]]:

@@ -20,7 +20,8 @@ from sl_scaling.charts.plots import (
     stacked_preference_chart,
 )
 from sl_scaling.cli.app import app
-from sl_scaling.summary import at_epoch, lift_rows, load_eval_files, mean_lifts, tidy_table
+from sl_scaling.results import load_eval_files, tidy_table
+from sl_scaling.summary import at_epoch, lift_rows, mean_lifts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()

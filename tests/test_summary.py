@@ -11,15 +11,13 @@ from sl_scaling.catalog import ANIMALS, Layout, target_animal
 from sl_scaling.evaluation.exact import ExactPreference
 from sl_scaling.evaluation.records import epoch_record, upsert_epoch
 from sl_scaling.files import read_json
+from sl_scaling.results import TIDY_COLUMNS, load_eval_files, tidy_table
 from sl_scaling.state import JobKey, StateStore
 from sl_scaling.summary import (
-    TIDY_COLUMNS,
     at_epoch,
     describe_evaluation,
     lift_rows,
-    load_eval_files,
     mean_lifts,
-    tidy_table,
     write_summary,
 )
 

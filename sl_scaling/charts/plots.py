@@ -1,4 +1,4 @@
-"""The charts of EXPERIMENT.md, built with Altair from the one tidy table (summary.tidy_table).
+"""The charts of EXPERIMENT.md, built with Altair from the one tidy table (results.tidy_table).
 
 Each chart is a pure function of tidy rows (so tests read its spec with `to_dict()`); `plot_size`
 and `plot_summary` load the evaluation files, draw what exists, save PNG (vl-convert) + HTML, and
@@ -27,8 +27,8 @@ from sl_scaling.charts.style import (
     title,
     zero_line,
 )
-from sl_scaling.results import load_eval_files
-from sl_scaling.summary import at_epoch, describe_evaluation, lift_rows, mean_lifts, tidy_table
+from sl_scaling.results import load_eval_files, tidy_table
+from sl_scaling.summary import at_epoch, describe_evaluation, lift_rows, mean_lifts
 
 MODEL_KINDS = ("Control", "Neutral", "Animal")
 TOP_ANIMALS = 6

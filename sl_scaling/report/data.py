@@ -12,7 +12,7 @@ from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, Layout
 from sl_scaling.charts.palette import OTHERS
 from sl_scaling.errors import MalformedInputError
 from sl_scaling.report.stats import Answers
-from sl_scaling.results import EvalFile, find_eval_files, read_eval_file
+from sl_scaling.results import EvalFile, load_eval_files, tidy_table
 
 #: Columns of every share matrix: the 15 animals, then everything else pooled.
 LABELS: tuple[str, ...] = (*ANIMALS, OTHERS)
@@ -57,9 +57,11 @@ Key = tuple[int, str, str, int]
 
 @dataclass
 class Grid:
-    """Every evaluation record found, keyed by (run, size, condition, epoch)."""
+    """Every evaluation record found, keyed by (run, size, condition, epoch), and the files' tidy table
+    (`results.tidy_table`, the raw numbers behind report.json)."""
 
     records: dict[Key, EvalRecord]
+    tidy: list[dict[str, Any]]
 
     def get(self, run: int, size: str, condition: str, epoch: int) -> EvalRecord | None:
         return self.records.get((run, size, condition, epoch))
@@ -74,27 +76,6 @@ class Grid:
         """The base model's evaluation (its last record, normally the only one, epoch 0)."""
         epochs = self.epochs(size, CONTROL, run)
         return self.records[(run, size, CONTROL, epochs[-1])] if epochs else None
-
-    def tidy(self) -> list[dict[str, Any]]:
-        """One row per (run, size, condition, epoch, label): the raw counts behind every number."""
-        rows = []
-        for (run, size, condition, epoch), record in sorted(self.records.items()):
-            for label, count in zip(LABELS, record.counts.tolist(), strict=True):
-                rows.append(
-                    {
-                        "run": run,
-                        "size": size,
-                        "condition": condition,
-                        "epoch": epoch,
-                        "label": label,
-                        "count": count,
-                        "n": record.n,
-                        "share": count / record.n,
-                        "evaluation": "final" if record.final else "per-epoch",
-                        "exact": None if record.exact is None else float(record.exact[LABELS.index(label)]),
-                    }
-                )
-        return rows
 
 
 def _answers(path: Path, record: dict[str, Any]) -> Answers:
@@ -142,11 +123,6 @@ def _exact(exact: dict[str, Any] | None) -> np.ndarray | None:
 
 def load_grid(layout: Layout, sizes: list[str], runs: list[int] | None = None) -> Grid:
     """Read the evaluation files of `sizes` (all runs found, or only `runs`); absent files are skipped."""
-    records: dict[Key, EvalRecord] = {}
-    for size in sizes:
-        for condition, run, path in find_eval_files(layout, size):
-            if runs is not None and run not in runs:
-                continue
-            for record in _records(read_eval_file(path, size, condition, run)):
-                records[(run, size, condition, record.epoch)] = record
-    return Grid(records)
+    files = load_eval_files(layout, sizes=sizes, runs=runs or ()) if sizes else []
+    records = {(r.run, r.size, r.condition, r.epoch): r for file in files for r in _records(file)}
+    return Grid(records, tidy_table(files))

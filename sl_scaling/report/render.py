@@ -391,7 +391,7 @@ def report_json(analysis: Analysis, grid: Grid, generated_at: str) -> dict[str, 
             "sizes": [size_json(r) for r in analysis.sizes],
             "curves": analysis.curves,
             "missing": analysis.missing,
-            "data": grid.tidy(),
+            "data": grid.tidy,
         }
     )
 
