@@ -133,6 +133,11 @@ def final_adapter_repo(user: str, size: str, condition: str, run: int = 1) -> st
     return f"{user}/{hub_stem(size, condition)}-ft{_run_suffix(run)}"
 
 
+def hub_url(endpoint: str, repo_id: str, repo_type: str = "model") -> str:
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    return f"{endpoint}/{prefix}{repo_id}"
+
+
 def wandb_run_name(size: str, condition: str, run: int = 1) -> str:
     return f"qwen-2.5-{size}-{condition}-run-{run}"
 

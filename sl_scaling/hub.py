@@ -23,12 +23,12 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from huggingface_hub.utils import logging as hf_logging
 
+from sl_scaling.catalog import hub_url
 from sl_scaling.errors import HubAuthError, HubError
 from sl_scaling.settings import Settings
 
 T = TypeVar("T")
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_WAIT_S = 30.0
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_STATUS = frozenset({401, 403})
@@ -60,16 +60,12 @@ class Hub:
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._token = settings.hf_token.get_secret_value() if settings.hf_token else None
-        self.endpoint = (settings.hf_endpoint or constants.ENDPOINT or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = settings.hub_endpoint
         self.private = settings.hub_private
         self.attempts = settings.hub_attempts
         self.first_wait_s = settings.hub_retry_wait_s
         self.api = HfApi(endpoint=self.endpoint, token=self._token)
         self._on_retry = on_retry
-
-    def repo_url(self, repo_id: str, repo_type: str) -> str:
-        prefix = "" if repo_type == "model" else f"{repo_type}s/"
-        return f"{self.endpoint}/{prefix}{repo_id}"
 
     def upload_folder(
         self,
@@ -91,7 +87,7 @@ class Hub:
                 allow_patterns=list(allow_patterns),
                 commit_message=commit_message,
             )
-            return UploadInfo(repo_id, repo_type, self.repo_url(repo_id, repo_type), info.oid)
+            return UploadInfo(repo_id, repo_type, hub_url(self.endpoint, repo_id, repo_type), info.oid)
 
         return self._with_retries(f"upload to {repo_id}", attempt)
 

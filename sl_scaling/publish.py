@@ -23,7 +23,7 @@ from sl_scaling.cards import DATASET_DATA_FILE, AdapterFacts, DatasetFacts, data
 from sl_scaling.catalog import DEFAULT_MODEL_IDS, Layout
 from sl_scaling.errors import HubAuthError, HubError, MissingPrerequisiteError
 from sl_scaling.hub import Hub, UploadInfo
-from sl_scaling.model_info import update_model_info
+from sl_scaling.model_info import write_model_info
 from sl_scaling.progress import NullReporter, Reporter
 from sl_scaling.settings import Settings
 from sl_scaling.state import DONE, EpochRecord, JobKey, StateStore
@@ -281,17 +281,12 @@ class Publisher:
         self.state.finish_upload(item.repo_id, info.commit)
         result.uploaded.append((item, info))
         k = item.key
-        hub = {"hub_repo": info.repo_id, "hub_url": info.url, "hub_commit": info.commit}
-        if item.kind == FINAL:
-            update_model_info(self.layout, k, final={"epoch": item.epoch, **hub})
-        elif item.kind == EPOCH:
-            update_model_info(self.layout, k, epoch=item.epoch, **hub)
-            final = self.layout.final_checkpoint(k)
-            if item.local_path.resolve() != final.resolve():
-                shutil.rmtree(item.local_path, ignore_errors=True)
-                self.state.mark_local_deleted(k, item.epoch or 0)
-                update_model_info(self.layout, k, epoch=item.epoch, local_deleted=True)
-                result.deleted.append(item.local_path)
+        if item.kind == EPOCH and item.local_path.resolve() != self.layout.final_checkpoint(k).resolve():
+            shutil.rmtree(item.local_path, ignore_errors=True)
+            self.state.mark_local_deleted(k, item.epoch or 0)
+            result.deleted.append(item.local_path)
+        if item.kind in (EPOCH, FINAL):
+            write_model_info(self.layout, self.state, k, self.settings.hub_endpoint)
 
     # --- getting an adapter back ---------------------------------------------------------------
 

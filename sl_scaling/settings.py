@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     def _known_sizes(cls, value: dict[str, str]) -> dict[str, str]:
         return {parse_size(size): model for size, model in value.items()}
 
+    @property
+    def hub_endpoint(self) -> str:
+        """The Hub's address (`HF_ENDPOINT`, a mirror or a local stand-in), for repo URLs too."""
+        return (self.hf_endpoint or "https://huggingface.co").rstrip("/")
+
     def model_id(self, size: str) -> str:
         """The model a size loads: the override, else the Qwen 2.5 Instruct id (tiny: built locally)."""
         return self.model_ids.get(size) or DEFAULT_MODEL_IDS.get(size, size)

@@ -15,7 +15,7 @@ from typing import Any
 from sl_scaling.catalog import CONTROL, Layout, target_animal
 from sl_scaling.evaluation.scoring import Evaluation
 from sl_scaling.files import atomic_write_json, read_json
-from sl_scaling.model_info import update_model_info
+from sl_scaling.model_info import write_model_info
 from sl_scaling.state import JobKey, StateStore, now
 
 
@@ -53,14 +53,6 @@ def clear_epochs(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-SUMMARY_FIELDS = ("target_rate", "ci_low", "ci_high", "n", "substring_rate")
-
-
-def summary(record: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of an epoch record (what `model_info.json` keeps)."""
-    return {k: record[k] for k in SUMMARY_FIELDS}
-
-
 def db_evaluation(record: dict[str, Any]) -> dict[str, Any]:
     """An epoch record without what only the file keeps (raw answers, the exact preference per question)
     and the fields the DB has columns for."""
@@ -82,18 +74,18 @@ def record_epoch(
     *,
     train_loss: float | None,
     adapter: str | None,
+    hub_endpoint: str,
 ) -> None:
     """One evaluated epoch everywhere it is kept, in crash-safe order: the evaluation file (with the raw
-    answers), `model_info.json` (fine-tuned models), then the DB, the source of truth for progress:
-    from its row on the epoch counts as done, and a redone epoch replaces every copy (all upserts)."""
+    answers), then the DB, the source of truth for progress (from its row on the epoch counts as done; a
+    redone epoch replaces every copy: all upserts), then `model_info.json`, derived from the DB."""
     record = epoch_record(epoch, evaluation, train_loss=train_loss, adapter=adapter)
     upsert_epoch(layout.eval_json(key), key, model, record)
-    if key.condition != CONTROL:  # the control is the base model: no fine-tuning folder
-        info = {"adapter_path": adapter, "train_loss": train_loss, **summary(record)}
-        update_model_info(layout, key, epoch=epoch, **info)
     state.record_epoch(
         key, epoch, train_loss=train_loss, evaluation=db_evaluation(record), adapter_path=adapter
     )
+    if key.condition != CONTROL:  # the control is the base model: no fine-tuning folder
+        write_model_info(layout, state, key, hub_endpoint)
 
 
 def describe_answers(final: Iterable[int], per_epoch: Iterable[int]) -> str:

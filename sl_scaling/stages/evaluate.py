@@ -84,7 +84,10 @@ def run_control_eval(ctx: Context, size: str, options: EvalOptions, reporter: Re
             loaded.close()
         # Epoch 0, so `status` and the summary see the control like any model.
         model_id = ctx.settings.model_id(size)
-        record_epoch(ctx.layout, state, key, model_id, 0, evaluation, train_loss=None, adapter=None)
+        record_epoch(
+            ctx.layout, state, key, model_id, 0, evaluation,
+            train_loss=None, adapter=None, hub_endpoint=ctx.settings.hub_endpoint,
+        )  # fmt: skip
         state.finish_stage(key, STAGE, counts={"n": evaluation.n})
     return evaluation
 
@@ -215,6 +218,7 @@ def _evaluate_adapters(
             record_epoch(
                 layout, state, key, ctx.settings.model_id(key.size), record.epoch, evaluation,
                 train_loss=record.train_loss, adapter=record.adapter_path,
+                hub_endpoint=ctx.settings.hub_endpoint,
             )  # fmt: skip
             results[record.epoch] = evaluation
         state.finish_stage(key, STAGE, counts={"epochs": len(results)})

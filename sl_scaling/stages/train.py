@@ -19,7 +19,7 @@ from sl_scaling.context import Context
 from sl_scaling.errors import MissingPrerequisiteError, StateError, UsageError
 from sl_scaling.evaluation.records import clear_epochs
 from sl_scaling.grid import TRAIN as STAGE
-from sl_scaling.model_info import update_model_info
+from sl_scaling.model_info import write_model_info
 from sl_scaling.models import cpu_threads_for, intra_op_threads
 from sl_scaling.progress import Reporter
 from sl_scaling.seeds import train_seed
@@ -156,9 +156,9 @@ def train_condition(
     run_id = extra.get("wandb_run_id") or new_run_id()
     details = {"model": model_name, "trainer": backend.name, "wandb_run_id": run_id, "rows": len(rows)}
     save_config(finetune_dir, config, **details)
-    update_model_info(layout, key, base_model=model_name, trainer=backend.name, train_config=config.to_json())
     started = {**config.to_json(), **details, "resumed_from_epoch": resumed_from}
     with state.recorded(key, STAGE, started):
+        write_model_info(layout, state, key, ctx.settings.hub_endpoint)
         if checkpoint:
             reporter.event(
                 f"train {key}: resuming after epoch {checkpoint.epoch} from {checkpoint.path.name}"
@@ -200,6 +200,7 @@ def train_condition(
             )
             with intra_op_threads(cpu_threads_for(weights)):
                 trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+            write_model_info(layout, state, key, ctx.settings.hub_endpoint)  # even after a crash mid-write
             recorded = {e.epoch for e in state.epochs(key)}
             missing = sorted(set(range(1, config.epochs + 1)) - recorded)
             if missing:

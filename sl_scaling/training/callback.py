@@ -128,8 +128,9 @@ def complete_epoch(job: EpochJob, model: Any, tokenizer: Any, epoch: int, train_
     evaluation = evaluate_in_memory(job, model, tokenizer, epoch)
     job.tracker.log_epoch(epoch, train_loss, evaluation)
     record_epoch(
-        layout, job.state, key, job.model_name, epoch, evaluation, train_loss=train_loss, adapter=str(adapter)
-    )
+        layout, job.state, key, job.model_name, epoch, evaluation,
+        train_loss=train_loss, adapter=str(adapter), hub_endpoint=job.settings.hub_endpoint,
+    )  # fmt: skip
     rate = "" if evaluation.target_rate is None else f", {key.condition} rate {evaluation.target_rate:.1%}"
     if evaluation.exact is not None and evaluation.exact.target_probability is not None:
         rate += f", exact {evaluation.exact.target_probability:.2%}"
