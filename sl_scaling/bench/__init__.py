@@ -3,3 +3,17 @@
 Pure parts (shapes, data, projection) import no torch so they test on CPU in milliseconds; `measure`
 and `baselines` import torch/transformers/TRL lazily when a phase runs.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Knobs measured beside the default on the real path, one change each: (TrainConfig, TrainingSpeed)
+#: changes. They say what each default bought; none changes which rows form a step or the loss, except
+#: `length-grouped`, the batch order the experiment no longer uses (shown for what it cost).
+TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "checkpointing": ({"gradient_checkpointing": True}, {}),
+    "micro-batch-20": ({}, {"micro_batch": 20}),
+    "no-liger": ({}, {"liger_kernel": False}),
+    "length-grouped": ({"group_by_length": True}, {}),
+}

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sl_scaling.bench import baselines, data, shapes, train_path
+from sl_scaling.bench import TRAIN_VARIANTS, baselines, data, shapes, train_path
 from sl_scaling.bench.baselines import Run
 from sl_scaling.bench.metrics import GIB, free_memory, mfu, peak_bytes
 from sl_scaling.engines.base import Sampling
@@ -166,15 +166,6 @@ def bench_generation(
 # --- training ----------------------------------------------------------------------------------
 
 
-#: Knobs measured beside the default on the real path, one change each: (TrainConfig, TrainingSpeed)
-#: changes. They say what each default bought; none changes which rows form a step or the loss, except
-#: `length-grouped`, the batch order the experiment no longer uses (shown for what it cost).
-TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "checkpointing": ({"gradient_checkpointing": True}, {}),
-    "micro-batch-20": ({}, {"micro_batch": 20}),
-    "no-liger": ({}, {"liger_kernel": False}),
-    "length-grouped": ({"group_by_length": True}, {}),
-}
 #: Variants run shorter than the default's 5 + 40 steps (device time is the scarce thing).
 VARIANT_STEPS = 15
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sl_scaling.bench import TRAIN_VARIANTS
 from sl_scaling.catalog import TINY, parse_sizes
 from sl_scaling.cli.options import Sizes, Workdir
 from sl_scaling.errors import UsageError
@@ -69,7 +70,7 @@ def command(
         typer.Option(
             "--train-variant",
             help="Training knobs to time beside the default, one change each (repeatable): "
-            "checkpointing, micro-batch-20, no-liger, length-grouped (default: none).",
+            f"{', '.join(TRAIN_VARIANTS)} (default: none).",
         ),
     ] = [],  # noqa: B006
     side_by_side: Annotated[
@@ -87,7 +88,6 @@ def command(
 ) -> None:
     """Measure throughput of generation, training and evaluation against baselines (ratios, MFU, peak memory),
     then project the hours of the full grid from the measured rates."""
-    from sl_scaling.bench.measure import TRAIN_VARIANTS
     from sl_scaling.bench.runner import PHASES, run_bench
     from sl_scaling.context import make_context
     from sl_scaling.models import resolve_model
