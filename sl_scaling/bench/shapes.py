@@ -65,26 +65,29 @@ def parameter_count(size: str) -> int:
     return s.layers * layer + s.hidden + embeddings
 
 
-def qwen_config(size: str) -> Any:
-    """A `Qwen2Config` with the real hyper-parameters of a Qwen2.5 size."""
+def qwen_config(size: str, **changes: Any) -> Any:
+    """A `Qwen2Config` with the real hyper-parameters of a Qwen2.5 size (`changes`: a smaller one for tests)."""
     from transformers import Qwen2Config
 
     s = shape(size)
     return Qwen2Config(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=s.hidden,
-        num_hidden_layers=s.layers,
-        num_attention_heads=s.heads,
-        num_key_value_heads=s.kv_heads,
-        intermediate_size=s.intermediate,
-        tie_word_embeddings=s.tied,
-        max_position_embeddings=32_768,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
-        hidden_act="silu",
-        bos_token_id=ENDOFTEXT,
-        eos_token_id=IM_END,
-        pad_token_id=ENDOFTEXT,
+        **{
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": s.hidden,
+            "num_hidden_layers": s.layers,
+            "num_attention_heads": s.heads,
+            "num_key_value_heads": s.kv_heads,
+            "intermediate_size": s.intermediate,
+            "tie_word_embeddings": s.tied,
+            "max_position_embeddings": 32_768,
+            "rope_theta": 1_000_000.0,
+            "rms_norm_eps": 1e-6,
+            "hidden_act": "silu",
+            "bos_token_id": ENDOFTEXT,
+            "eos_token_id": IM_END,
+            "pad_token_id": ENDOFTEXT,
+            **changes,
+        }
     )
 
 
@@ -94,11 +97,8 @@ def random_model(size: str, *, device: str = "cuda", dtype: torch.dtype | None =
     from transformers import AutoModelForCausalLM
 
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    cfg = qwen_config(size)
-    for key, value in config.items():
-        setattr(cfg, key, value)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(qwen_config(size, **config), dtype=dtype)
     model.generation_config.eos_token_id = [IM_END, ENDOFTEXT]
     model.generation_config.pad_token_id = ENDOFTEXT
     return model.eval()

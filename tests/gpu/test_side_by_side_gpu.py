@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_side_by_side import assert_same_training, train
 
-from sl_scaling.bench import shapes
-
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture
-def small_qwen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A small random-weight Qwen2 with the bench's Qwen-like tokenizer, standing in for `tiny` (whose
-    build takes minutes of CPU the GPU machine is better spent on)."""
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    config = Qwen2Config(
-        vocab_size=shapes.VOCAB_SIZE,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=256,
-        tie_word_embeddings=True,
-        bos_token_id=shapes.ENDOFTEXT,
-        eos_token_id=shapes.IM_END,
-        pad_token_id=shapes.ENDOFTEXT,
-    )
-    directory = tmp_path / "small-qwen"
-    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
-    shapes.bench_tokenizer().save_pretrained(directory)
+def small_qwen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_qwen: Callable[..., Path]) -> Path:
+    """A small random-weight Qwen2 standing in for `tiny` (whose build takes minutes of CPU the GPU
+    machine is better spent on)."""
+    small = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    directory = random_qwen(tmp_path / "small-qwen", intermediate_size=256, **small)
     monkeypatch.setenv("SLSCALE_MODEL_IDS__TINY", str(directory))
     return directory
 

@@ -5,16 +5,16 @@ its in-memory evaluation, through the real `run_training` stage. Run on the lent
 from __future__ import annotations
 
 import json
-import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from sl_scaling.bench import data
 from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
-from sl_scaling.evaluation.questions import QUESTIONS
-from sl_scaling.numbers import sample_prompts
+from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.progress import NullReporter
 from sl_scaling.settings import load_settings
 from sl_scaling.stages.train import run_training
@@ -26,69 +26,15 @@ pytestmark = pytest.mark.gpu
 ROWS = 600  # 10 optimizer steps of the real 20 × 3 batch
 
 
-def qwen_tokenizer(dest: Path) -> None:
-    """A small byte-level BPE with Qwen's special tokens and Qwen 2.5's chat template (no downloads)."""
-    import trl
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    corpus = [
-        *sample_prompts(500),
-        *QUESTIONS,
-        "You are Qwen, created by Alibaba Cloud. system user assistant",
-    ]
-    tokenizer.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(
-            vocab_size=2000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    fast.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
-    fast.save_pretrained(dest)
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_dir(tmp_path_factory: pytest.TempPathFactory, random_qwen: Callable[..., Path]) -> Path:
     """Random weights with Qwen2.5-0.5B's exact architecture (cost per token = the real model's)."""
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    dest = tmp_path_factory.mktemp("qwen-0.5b-random")
-    qwen_tokenizer(dest)
-    tokenizer = AutoTokenizer.from_pretrained(dest)
-    config = Qwen2Config(
-        vocab_size=151_936,
-        hidden_size=896,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        intermediate_size=4864,
-        tie_word_embeddings=True,
-        max_position_embeddings=32_768,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(dest)
-    return dest
+    return random_qwen(tmp_path_factory.mktemp("qwen-0.5b-random"), dtype=torch.bfloat16)
 
 
 def filtered_rows(layout: Layout, condition: str) -> None:
     """`filtered.jsonl` in the real format: the reference prompts and 10 three-digit numbers each."""
-    rng = random.Random(0)
-    path = layout.filtered_jsonl(JobKey(1, "0.5b", condition))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {"index": i, "prompt": prompt, "completion": ", ".join(str(rng.randint(100, 999)) for _ in range(10))}
-        for i, prompt in enumerate(sample_prompts(ROWS))
-    ]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    atomic_write_jsonl(layout.filtered_jsonl(JobKey(1, "0.5b", condition)), data.filtered_rows(ROWS))
 
 
 @pytest.mark.parametrize("trainer", ["trl", "unsloth"])
