@@ -13,10 +13,10 @@ import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sl_scaling.catalog import JobKey, Layout
 from sl_scaling.errors import SlscaleError, StateError, describe
@@ -143,6 +143,16 @@ def _headline(evaluation: dict[str, Any]) -> tuple[Any, ...]:
 
 def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+R = TypeVar("R")
+
+
+def _from_row(record: type[R], row: sqlite3.Row, **converted: Any) -> R:
+    """A record from its row: `key` from the key columns, `converted` fields as given, the rest as stored."""
+    names = {f.name for f in fields(record)} - {"key", *converted}  # type: ignore[arg-type]
+    key = JobKey(row["run"], row["size"], row["condition"])
+    return record(key=key, **{name: row[name] for name in names}, **converted)
 
 
 def _loads(text: str | None) -> dict[str, Any]:
@@ -426,18 +436,8 @@ class StateStore(StageLifecycle):
 
     @staticmethod
     def _stage_record(row: sqlite3.Row) -> StageRecord:
-        return StageRecord(
-            key=JobKey(row["run"], row["size"], row["condition"]),
-            stage=row["stage"],
-            status=row["status"],
-            attempts=row["attempts"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            error=row["error"],
-            counts=_loads(row["counts"]),
-            throughput=_loads(row["throughput"]),
-            config=_loads(row["config"]),
-        )
+        loaded = {name: _loads(row[name]) for name in ("counts", "throughput", "config")}
+        return _from_row(StageRecord, row, **loaded)
 
     # --- epochs ------------------------------------------------------------------------------
 
@@ -501,19 +501,7 @@ class StateStore(StageLifecycle):
 
     @staticmethod
     def _epoch_record(row: sqlite3.Row) -> EpochRecord:
-        return EpochRecord(
-            key=JobKey(row["run"], row["size"], row["condition"]),
-            epoch=row["epoch"],
-            train_loss=row["train_loss"],
-            target_rate=row["target_rate"],
-            ci_low=row["ci_low"],
-            ci_high=row["ci_high"],
-            n=row["n"],
-            eval=_loads(row["eval"]),
-            adapter_path=row["adapter_path"],
-            local_deleted=bool(row["local_deleted"]),
-            updated_at=row["updated_at"],
-        )
+        return _from_row(EpochRecord, row, eval=_loads(row["eval"]), local_deleted=bool(row["local_deleted"]))
 
     # --- uploads -----------------------------------------------------------------------------
 
@@ -553,21 +541,7 @@ class StateStore(StageLifecycle):
         if status is not None:
             query, args = query + " WHERE status=?", (status,)
         rows = self.db.execute(query + " ORDER BY run, size, condition, kind, epoch", args).fetchall()
-        return [
-            UploadRecord(
-                repo_id=row["repo_id"],
-                repo_type=row["repo_type"],
-                kind=row["kind"],
-                key=JobKey(row["run"], row["size"], row["condition"]),
-                epoch=row["epoch"],
-                local_path=row["local_path"],
-                status=row["status"],
-                commit=row["commit_sha"],
-                error=row["error"],
-                updated_at=row["updated_at"],
-            )
-            for row in rows
-        ]
+        return [_from_row(UploadRecord, row, commit=row["commit_sha"]) for row in rows]
 
     def upload(self, repo_id: str) -> UploadRecord | None:
         return next((u for u in self.uploads() if u.repo_id == repo_id), None)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from synthetic_report import write_grid
 from typer.testing import CliRunner
 
 from sl_scaling.catalog import JobKey, Layout
 from sl_scaling.cli.app import app
 from sl_scaling.cli.report import parse_runs
 from sl_scaling.errors import UsageError
-from sl_scaling.report.synthetic import write_grid
 
 runner = CliRunner()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_report import BASE, write_grid
 
 from sl_scaling.catalog import ANIMALS, CONTROL, NEUTRAL, Layout
 from sl_scaling.report.analysis import Options, analyse
@@ -19,7 +20,6 @@ from sl_scaling.report.stats import (
     percentile_ci,
     permutation_test,
 )
-from sl_scaling.report.synthetic import BASE, write_grid
 
 K = len(LABELS)
 
