@@ -13,8 +13,6 @@ from sl_scaling.catalog import TINY
 GEN, FILTER, TRAIN, EVAL, PLOT = "gen", "filter", "train", "eval", "plot"
 #: Stages that keep a row per job in the state DB, in pipeline order.
 STAGES: tuple[str, ...] = (GEN, FILTER, TRAIN, EVAL)
-#: What `slscale run` plans per size: the DB stages, then the charts (which only read).
-RUN_STAGES: tuple[str, ...] = (*STAGES, PLOT)
 #: The stages a fine-tuning condition goes through; the control (the base model) is only evaluated.
 CONDITION_STAGES: tuple[str, ...] = (GEN, FILTER, TRAIN)
 CONTROL_STAGES: tuple[str, ...] = (EVAL,)

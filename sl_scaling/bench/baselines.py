@@ -181,15 +181,7 @@ def unsloth_trainer(model_dir: Path, dataset: Any, config: TrainConfig, output_d
         model_name=str(model_dir), max_seq_length=config.max_length, dtype=torch.bfloat16, load_in_4bit=False
     )
     model = FastLanguageModel.get_peft_model(
-        model,
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        bias=config.lora_bias,
-        target_modules=list(config.target_modules),
-        use_gradient_checkpointing="unsloth",
-        random_state=config.seed,
-        use_rslora=config.use_rslora,
+        model, **config.lora_kwargs(), use_gradient_checkpointing="unsloth", random_state=config.seed
     )
 
     def make(callback: Any) -> Any:

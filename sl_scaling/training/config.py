@@ -88,6 +88,17 @@ class TrainConfig:
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum
 
+    def lora_kwargs(self) -> dict[str, Any]:
+        """EXPERIMENT.md's LoRA settings in the names PEFT and Unsloth both take."""
+        return {
+            "r": self.lora_r,
+            "lora_alpha": self.lora_alpha,
+            "lora_dropout": self.lora_dropout,
+            "bias": self.lora_bias,
+            "use_rslora": self.use_rslora,
+            "target_modules": list(self.target_modules),
+        }
+
     def resolved(self) -> TrainConfig:
         """Fill in hardware-dependent choices (bf16) so that what is saved is what ran."""
         if self.bf16 is not None:

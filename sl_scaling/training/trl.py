@@ -40,15 +40,7 @@ def lora_config(config: TrainConfig) -> Any:
     """PEFT's LoraConfig with EXPERIMENT.md's LoRA settings."""
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        bias=config.lora_bias,
-        use_rslora=config.use_rslora,
-        target_modules=list(config.target_modules),
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**config.lora_kwargs(), task_type="CAUSAL_LM")
 
 
 def load_tokenizer(model: str) -> Any:

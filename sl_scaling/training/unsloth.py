@@ -35,12 +35,7 @@ class UnslothBackend:
             tokenizer.pad_token = tokenizer.eos_token
         peft_model = fast.get_peft_model(
             weights,
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            bias=config.lora_bias,
-            target_modules=list(config.target_modules),
-            use_rslora=config.use_rslora,
+            **config.lora_kwargs(),
             use_gradient_checkpointing=False if config.gradient_checkpointing is False else "unsloth",
             random_state=config.seed,
             loftq_config=None,
