@@ -343,17 +343,11 @@ class StateStore(StageLifecycle):
         throughput: dict[str, Any] | None = None,
     ) -> None:
         """Progress while running (counts so far, rates): what `status` shows live."""
-        sets, args = ["updated_at=?"], [now()]
-        if counts is not None:
-            sets.append("counts=?")
-            args.append(json.dumps(counts))
-        if throughput is not None:
-            sets.append("throughput=?")
-            args.append(json.dumps(throughput))
         with self.transaction() as db:
             db.execute(
-                f"UPDATE stages SET {', '.join(sets)} WHERE run=? AND size=? AND condition=? AND stage=?",
-                (*args, *key.row, stage),
+                """UPDATE stages SET updated_at=?, counts=COALESCE(?, counts), throughput=COALESCE(?, throughput)
+                   WHERE run=? AND size=? AND condition=? AND stage=?""",
+                (now(), _json_or_none(counts), _json_or_none(throughput), *key.row, stage),
             )
 
     def _end_stage(

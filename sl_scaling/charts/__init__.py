@@ -1,7 +1,7 @@
 """Every chart, one home each, in one look.
 
-`style.py` (fonts, titles, size labels) and `palette.py` (one colour per animal) give the look;
-`render.py` turns a chart into PNG bytes and saves PNG + HTML atomically; `plots.py` holds the charts
-of `slscale plot` (per size and the summary), `report.py` those of `slscale report`. A new chart is a
-function in one of those two, returning an Altair chart built from the results reader's data.
+`style.py` (fonts, titles, size and model labels) and `palette.py` (one colour per animal) give the look;
+`render.py` turns a chart into PNG bytes and saves PNG + HTML atomically; `plots.py` holds the charts of
+`slscale plot` (per size, and the scaling chart the report draws too), `report.py` the report's own. A new
+chart is a function in one of those two, returning an Altair chart built from the results reader's data.
 """
