@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from sl_scaling.catalog import REAL_SIZES
 from sl_scaling.errors import UsageError
+from sl_scaling.tiny import DEFAULT_SYSTEM_PROMPT, PRETOKENIZE_REGEX, QWEN25_CHAT_TEMPLATE
 
 if TYPE_CHECKING:
     import torch
 
 VOCAB_SIZE = 151_936
 ENDOFTEXT, IM_START, IM_END = 151_643, 151_644, 151_645
-DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 
 @dataclass(frozen=True)
@@ -106,23 +106,6 @@ def random_model(size: str, *, device: str = "cuda", dtype: torch.dtype | None =
 
 # --- tokenizer -------------------------------------------------------------------------------------
 
-#: Qwen2's pre-tokenizer pattern: single digits, words with their leading space, punctuation runs.
-QWEN_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-
-CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (message['role'] == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
 
 def _corpus_words() -> list[str]:
     """Every pre-token the bench's texts can contain (prompts, questions, system prompts, completions)."""
@@ -133,11 +116,11 @@ def _corpus_words() -> list[str]:
     from sl_scaling.evaluation.questions import QUESTIONS
     from sl_scaling.numbers import sample_prompts, system_prompt
 
-    texts = [DEFAULT_SYSTEM, *QUESTIONS, *ANIMALS, "system", "user", "assistant", "\n", " "]
+    texts = [DEFAULT_SYSTEM_PROMPT, *QUESTIONS, *ANIMALS, "system", "user", "assistant", "\n", " "]
     texts += [system_prompt(a) or "" for a in ANIMALS]
     texts += sample_prompts(2_000, seed=7)
     texts += [fmt.format(*"0123456789") for fmt in completion_formats()]
-    splitter = regex.compile(QWEN_SPLIT)
+    splitter = regex.compile(PRETOKENIZE_REGEX)
     words: dict[str, None] = {str(d): None for d in range(10)}
     for text in texts:
         for piece in splitter.findall(text):
@@ -165,7 +148,7 @@ def bench_tokenizer() -> Any:
     for i in range(IM_END + 1, VOCAB_SIZE):
         vocab[f"<|x{i}|>"] = i
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated")
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated")
     backend.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -175,7 +158,7 @@ def bench_tokenizer() -> Any:
         additional_special_tokens=["<|im_start|>"],
         padding_side="left",
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
     return tokenizer
 
 
