@@ -7,6 +7,7 @@ resumes from its last epoch).
 
 from __future__ import annotations
 
+import os
 import shutil
 import traceback
 from collections.abc import Iterator
@@ -272,7 +273,8 @@ def build_jobs(steps: list[Step], options: RunOptions, gpus_per_node: int) -> li
     filtering and training per condition, the control evaluation and the plots per size.
 
     Dependencies: filter after its size's gen, train after its filter, plots after every train and
-    eval of the size. Steps with nothing to do produce no job (and no dependency).
+    eval of the size. Steps with nothing to do produce no job (and no dependency). Without GPUs the
+    trainings of a size run in `cpu_training_lanes` jobs side by side, each covering some conditions.
     """
     jobs: list[Job] = []
     for step in steps:
@@ -281,13 +283,19 @@ def build_jobs(steps: list[Step], options: RunOptions, gpus_per_node: int) -> li
         if step.stage == GEN:
             tp = tensor_parallel_size(step.size, options, gpus_per_node)
             jobs.append(Job(GEN, step.size, step.todo, options.run, gpus=tp))
+        elif step.stage == TRAIN and gpus_per_node == 0:
+            lanes = min(cpu_training_lanes(options), len(step.todo))
+            for lane in range(lanes):
+                conditions = step.todo[lane::lanes]
+                needs = tuple(i for c in conditions for i in _ids(jobs, step.size, FILTER, c))
+                jobs.append(Job(TRAIN, step.size, conditions, options.run, needs, 1 / lanes))
         elif step.stage in (FILTER, TRAIN):
             for condition in step.todo:
                 needs = _ids(jobs, step.size, PREVIOUS[step.stage], condition)
                 gpus = 1 / trainings_per_gpu(step.size, options) if step.stage == TRAIN else 0
                 jobs.append(Job(step.stage, step.size, (condition,), options.run, needs, gpus))
-        elif step.stage == EVAL:
-            jobs.append(Job(EVAL, step.size, step.todo, options.run, gpus=1))
+        elif step.stage == EVAL:  # on a CPU, beside the trainings (the driver is idle while they run)
+            jobs.append(Job(EVAL, step.size, step.todo, options.run, gpus=1 if gpus_per_node else 0))
         elif step.stage == PLOT:
             needs = _ids(jobs, step.size, TRAIN) + _ids(jobs, step.size, EVAL)
             jobs.append(Job(PLOT, step.size, (), options.run, needs))
@@ -299,6 +307,16 @@ def trainings_per_gpu(size: str, options: RunOptions) -> int:
     from sl_scaling.training.speed import trainings_per_gpu as measured
 
     return options.trainings_per_gpu or measured(size)
+
+
+def cpu_training_lanes(options: RunOptions) -> int:
+    """Training processes side by side without a GPU: one per CPU core unless told (`--trainings-per-gpu`).
+
+    A small model trains on one core (`models.cpu_threads_for`), so each core takes a lane: a job that
+    trains its share of the conditions one after another in one process (one import of the training
+    stack per core, not per condition). Each condition still gets exactly the rows, loss and seeds it
+    would get alone: `run_training` loads and seeds every student afresh."""
+    return options.trainings_per_gpu or os.cpu_count() or 1
 
 
 def _ids(jobs: list[Job], size: str, stage: str, condition: str | None = None) -> tuple[str, ...]:

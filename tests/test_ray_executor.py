@@ -26,7 +26,7 @@ TINY_GRID = ["--size", "tiny", "--animal", "neutral", "--animal", "dog", "--epoc
 TINY_GRID += ["--samples", "10", "--no-push"]
 
 
-def jobs_for(workdir: Path, options: RunOptions, sizes: list[str], gpus_per_node: int = 0) -> list[Job]:
+def jobs_for(workdir: Path, options: RunOptions, sizes: list[str], gpus_per_node: int = 1) -> list[Job]:
     with StateStore.open(workdir) as state:
         return build_jobs(plan_grid(state, sizes, ["neutral", "dog"], options), options, gpus_per_node)
 
@@ -47,6 +47,20 @@ def test_jobs_follow_the_plan_with_their_dependencies(workdir):
     ]
     assert jobs[0].conditions == ("neutral", "dog")
     assert jobs[5].keys == [JobKey(1, "tiny", CONTROL)]
+
+
+def test_without_gpus_trainings_run_in_lanes_beside_the_control_evaluation(workdir):
+    """One training process per lane (a core), each with its share of the conditions; one lane: one job."""
+    by_id = {
+        j.id: (j.depends_on, j.gpus) for j in jobs_for(workdir, RunOptions(trainings_per_gpu=2), ["tiny"], 0)
+    }
+    assert by_id["train tiny/neutral"] == (("filter tiny/neutral",), 0.5)
+    assert by_id["train tiny/dog"] == (("filter tiny/dog",), 0.5)
+    assert by_id["eval tiny/control"] == ((), 0)
+    one = {
+        j.id: (j.depends_on, j.gpus) for j in jobs_for(workdir, RunOptions(trainings_per_gpu=1), ["tiny"], 0)
+    }
+    assert one["train tiny/neutral+dog"] == (("filter tiny/neutral", "filter tiny/dog"), 1)
 
 
 def test_finished_work_makes_no_job_and_no_dependency(workdir):

@@ -4,11 +4,13 @@ It also scores words teacher-forced (`word_probabilities`): the exact preference
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
-from collections.abc import Hashable, Iterator, Sequence
+import os
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -70,6 +72,7 @@ class HFEngine:
         self._wrapped_by_us = False
         self._adapter_names: dict[str, str] = {}
         self._word_ends: torch.Tensor | None = None
+        self.helpers: CpuHelpers | None = None
 
     @classmethod
     def load(cls, model: str, *, device: str | None = None, batch_size: int | None = None) -> HFEngine:
@@ -84,8 +87,13 @@ class HFEngine:
 
     @classmethod
     def open(cls, model: str, load: EngineLoad) -> HFEngine:
-        """The registry's factory: one device, so only the batch size applies."""
-        return cls.load(model, batch_size=load.batch_size)
+        """The registry's factory: one device, so the batch size applies, and on a CPU the `replicas`
+        (`CpuHelpers`: more processes for a long generation, never more than the cores)."""
+        engine = cls.load(model, batch_size=load.batch_size)
+        helpers = min(load.replicas, os.cpu_count() or 1) - 1
+        if engine.device.type == "cpu" and engine.threads == 1 and helpers > 0:
+            engine.helpers = CpuHelpers(model, engine.batch_size, helpers)
+        return engine
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, batch_size: int | None = None) -> HFEngine:
@@ -94,6 +102,9 @@ class HFEngine:
 
     def close(self) -> None:
         """Drop references so the caller can free GPU memory before loading the next size."""
+        if self.helpers is not None:
+            self.helpers.close()
+            self.helpers = None
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -203,12 +214,20 @@ class HFEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            for batch in self._batches(requests):
-                with self._adapter(batch[0].request.adapter), intra_op_threads(self.threads):
-                    results = self._run_batch(batch, sampling)
+            batches = self._batches(requests)
+            if self.helpers is not None and not any(r.adapter for r in requests):
+                yield from self.helpers.share(batches, sampling, self._run_own)
+                return
+            for batch in batches:
+                with self._adapter(batch[0].request.adapter):
+                    results = self._run_own(batch, sampling)
                 yield results
         finally:
             self.model.train(was_training)
+
+    def _run_own(self, batch: list[_Encoded], sampling: Sampling) -> list[Generation]:
+        with intra_op_threads(self.threads):
+            return self._run_batch(batch, sampling)
 
     # --- scoring -----------------------------------------------------------------------------
 
@@ -294,3 +313,116 @@ class HFEngine:
                 logp = first[i, ids[0]] + sum(later[row, j - 1, ids[j]] for j in range(1, len(ids)))
                 results[request.key].append(float((logp + ends[row, len(ids) - 1]).exp()))
         return results
+
+
+# --- CPU helpers ---------------------------------------------------------------------------------
+
+
+def _serve(model: str, batch_size: int, conn: Any) -> None:  # pragma: no cover - runs in the helper process
+    """A helper process: load `model`, say ready, then generate the batches it is sent until told to stop
+    (or until the parent is gone: its end of the pipe closes)."""
+    from sl_scaling.library_output import verbose
+
+    if not verbose():  # its parent's stage log cannot take its lines: the libraries keep to errors here
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+    engine = HFEngine.load(model, device="cpu", batch_size=batch_size)
+    conn.send("ready")
+    try:
+        while (task := conn.recv()) is not None:
+            batch, sampling = task
+            try:
+                conn.send(engine._run_own(batch, sampling))
+            except Exception as exc:  # the parent raises it; pickling keeps only its description
+                conn.send(RuntimeError(f"a generation helper failed: {type(exc).__name__}: {exc}"))
+    except (EOFError, KeyboardInterrupt):
+        pass
+
+
+@dataclass
+class _Helper:
+    process: Any
+    conn: Any
+    ready: bool = False
+    flight: list[int] = field(default_factory=list)  # the batches sent to it and not yet received, in order
+
+    def receive(self) -> Any:
+        try:
+            answer = self.conn.recv()
+        except EOFError:
+            raise RuntimeError("a generation helper process ended unexpectedly") from None
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def collect(self, results: dict[int, list[Generation]]) -> None:
+        """Take what it has finished (or its ready signal) without waiting."""
+        while (self.flight or not self.ready) and self.conn.poll():
+            answer = self.receive()
+            if self.ready:
+                results[self.flight.pop(0)] = answer
+            else:
+                self.ready = answer == "ready"
+
+
+class CpuHelpers:
+    """More processes for a long generation of a small model on a CPU, where one process uses one core
+    (`models.cpu_threads_for`). A helper runs whole batches, the very batches the engine would run alone
+    (same rows, same per-batch seed, one thread): the rows are identical and yielded in the same order;
+    only the time differs. A helper gets work once it has loaded the model (a few seconds of imports)."""
+
+    #: Batches sent to a helper ahead, so that it does not wait while the parent runs its own batch.
+    AHEAD = 2
+
+    def __init__(self, model: str, batch_size: int, count: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.helpers: list[_Helper] = []
+        for _ in range(count):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_serve, args=(model, batch_size, theirs), daemon=True)
+            process.start()
+            theirs.close()  # the child's end lives in the child: its death ends our recv()
+            self.helpers.append(_Helper(process, ours))
+
+    def share(
+        self,
+        batches: list[list[_Encoded]],
+        sampling: Sampling,
+        run_own: Callable[[list[_Encoded], Sampling], list[Generation]],
+    ) -> Iterator[list[Generation]]:
+        """Every batch's generations in batch order; the parent runs whatever no helper has taken."""
+        results: dict[int, list[Generation]] = {}
+        following, emitted = 0, 0
+        while emitted < len(batches):
+            for helper in self.helpers:
+                helper.collect(results)
+                while helper.ready and following < len(batches) and len(helper.flight) < self.AHEAD:
+                    helper.conn.send((batches[following], sampling))
+                    helper.flight.append(following)
+                    following += 1
+            if following < len(batches):
+                results[following] = run_own(batches[following], sampling)
+                following += 1
+            elif emitted not in results:  # only helpers' batches are left: wait for the one due next
+                helper = next(h for h in self.helpers if emitted in h.flight)
+                results[helper.flight.pop(0)] = helper.receive()
+            while emitted in results:
+                yield results.pop(emitted)
+                emitted += 1
+
+    def close(self) -> None:
+        """Stop the helpers: a ready one when it has finished its batch, one still starting at once."""
+        for helper in self.helpers:
+            if helper.ready and helper.process.is_alive():
+                with contextlib.suppress(OSError):
+                    helper.conn.send(None)
+                helper.process.join(timeout=30)
+            if helper.process.is_alive():
+                helper.process.terminate()
+                helper.process.join()
+            helper.conn.close()
+        self.helpers = []
