@@ -7,13 +7,14 @@ bench writes the records (`benchmarks/results/*.json`) and projects the whole gr
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sl_scaling.catalog import CONDITIONS, SIZE_PARAMS_B
+from sl_scaling.errors import MalformedInputError
+from sl_scaling.files import read_json
 from sl_scaling.grid import EPOCHS, EVAL, FINAL_EVAL_SAMPLES, GEN, PROMPTS, TRAIN, TRAIN_ROWS
 
 #: The stages the bench measures (filtering is CPU work of seconds).
@@ -124,15 +125,28 @@ def interpolate(points: dict[str, float], size: str) -> float | None:
 
 
 def load_record(results_dir: Path | None = None) -> dict[str, Any] | None:
-    """The newest bench record (`*.json`) in the results directory, or None."""
+    """The newest bench record (`*.json`) in the results directory, or None; a damaged one is refused by name."""
     directory = results_dir or RESULTS_DIR
     files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
-    for path in reversed(files):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return None
+    if not files:
+        return None
+    path = files[-1]
+    record = read_json(path)
+    results = record.get("results")
+    if not isinstance(results, list) or not all(_readable(r) for r in results):
+        raise MalformedInputError(
+            f"{path}: not a bench record (a 'results' list of measurements, each with its size, phase and "
+            "rates, or an error); reinstall sl-scaling or delete it"
+        )
+    return record
+
+
+def _readable(result: Any) -> bool:
+    """A measurement the estimates can use, or a failed one (`error`), which they skip."""
+    if not isinstance(result, dict) or "error" in result:
+        return isinstance(result, dict)
+    rates = all(isinstance(result.get(k), int | float) for k in ("rows_per_s", "tokens_per_s"))
+    return rates and isinstance(result.get("size"), str) and isinstance(result.get("phase"), str)
 
 
 def estimate_stage_seconds(
@@ -168,6 +182,7 @@ def fastest_trainer(record: dict[str, Any] | None = None) -> tuple[str, str]:
     if not pairs:
         return "trl", "no bench record compares it with Unsloth; the TRL fast path is the default"
     size, ours, unsloth = max(pairs, key=lambda p: SIZE_PARAMS_B[p[0]])
+    where = record.get("device", "the bench machine")
     if unsloth > ours:
-        return "unsloth", f"Unsloth measured {unsloth / ours:.2f}× faster at {size} on {record['device']}"
-    return "trl", f"the TRL fast path measured {ours / unsloth:.2f}× Unsloth at {size} on {record['device']}"
+        return "unsloth", f"Unsloth measured {unsloth / ours:.2f}× faster at {size} on {where}"
+    return "trl", f"the TRL fast path measured {ours / unsloth:.2f}× Unsloth at {size} on {where}"

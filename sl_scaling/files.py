@@ -116,7 +116,9 @@ def read_json(path: Path, default: Any = None) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedInputError(f"{path}: not UTF-8 (byte {exc.start}); restore or delete it") from None
     except json.JSONDecodeError as exc:
-        raise MalformedInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise MalformedInputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); restore or delete it"
+        ) from None
     if not isinstance(data, dict):
         raise MalformedInputError(
             f"{path}: expected a JSON object, found {type(data).__name__}; restore or delete it"

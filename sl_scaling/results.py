@@ -60,7 +60,13 @@ def read_eval_file(path: Path, size: str, condition: str, run: int) -> EvalFile:
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
         raise MalformedInputError(f"{path}: not an evaluation file (no 'epochs' list); evaluate it again")
-    epochs = sorted(data["epochs"], key=lambda record: int(record.get("epoch", 0)))
+    for record in data["epochs"]:
+        if not isinstance(record, dict) or type(record.get("epoch")) is not int:
+            raise MalformedInputError(
+                f"{path}: an epoch record is not an object with a whole-number 'epoch' ({str(record)[:60]}); "
+                "evaluate it again"
+            )
+    epochs = sorted(data["epochs"], key=lambda record: record["epoch"])
     return EvalFile(run, size, condition, data.get("target"), data.get("model"), epochs, path)
 
 

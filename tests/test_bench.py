@@ -188,3 +188,17 @@ def test_bench_cli_rejects_unknown_phase_and_tiny_random_weights() -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["bench", "--phase", "sleep"]).exit_code == 2
     assert runner.invoke(app, ["bench", "--size", "tiny", "--random-weights"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[]", b'{"results": {}}', b'{"results": [{"size": "7b", "phase": "train"}]}'],
+    ids=["not JSON", "a list", "results not a list", "a result without rates"],
+)
+def test_a_damaged_bench_record_is_refused_by_name(tmp_path: Path, content: bytes) -> None:
+    """`--trainer auto` and `run --dry-run` read the record: a damaged one is one error naming it."""
+    from sl_scaling.errors import MalformedInputError
+
+    (tmp_path / "h200.json").write_bytes(content)
+    with pytest.raises(MalformedInputError, match=r"h200\.json: .*(reinstall|restore) "):
+        estimates.load_record(tmp_path)

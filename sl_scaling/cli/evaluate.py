@@ -15,6 +15,7 @@ from sl_scaling.errors import UsageError
 from sl_scaling.evaluation.scoring import Evaluation
 from sl_scaling.grid import FULL, TINY_DEFAULTS
 from sl_scaling.options import EvalOptions
+from sl_scaling.pipeline import stage_log
 from sl_scaling.progress import make_reporter
 
 
@@ -77,6 +78,7 @@ def command(
     run: opt.Run = 1,
     engine: opt.Engine = "auto",
     workdir: opt.Workdir = None,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Phase 3: ask a model for its favourite animal (the control, or saved adapters).
 
@@ -100,8 +102,10 @@ def command(
     options = EvalOptions(samples=samples, final_samples=final_samples, run=parse_run(run), engine=engine)
     ctx = make_context(workdir)
     rows = []
-    with make_reporter() as reporter:
-        for size in parse_sizes(sizes):
+    opt.show_library_output(verbose)
+    chosen_sizes = parse_sizes(sizes)
+    with make_reporter() as shown, stage_log(ctx.layout, "eval", "+".join(chosen_sizes), shown) as reporter:
+        for size in chosen_sizes:
             if control:
                 evaluation = run_control_eval(ctx, size, options, reporter)
                 rows += _rows(f"{size}/control", evaluation)

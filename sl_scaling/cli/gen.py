@@ -15,6 +15,7 @@ from sl_scaling.errors import UsageError
 from sl_scaling.grid import PROMPTS
 from sl_scaling.numbers.prompts import PROMPT_SEED
 from sl_scaling.options import GenerationOptions
+from sl_scaling.pipeline import stage_log
 from sl_scaling.progress import make_reporter
 from sl_scaling.stages.generate import GenerationSummary, run_generation
 
@@ -63,6 +64,7 @@ def command(
     ] = 128,
     batch_size: opt.BatchSize = None,
     workdir: opt.Workdir = None,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Phase 1: teachers write number sequences for the chosen conditions.
 
@@ -81,5 +83,7 @@ def command(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
     )
-    summaries = run_generation(ctx, chosen_sizes, conditions, options, make_reporter())
+    opt.show_library_output(verbose)
+    with stage_log(ctx.layout, "gen", "+".join(chosen_sizes), make_reporter()) as reporter:
+        summaries = run_generation(ctx, chosen_sizes, conditions, options, reporter)
     Console().print(_table(summaries))

@@ -40,3 +40,19 @@ BatchSize = Annotated[
 NoPush = Annotated[
     bool, typer.Option("--no-push", help="Keep everything local; publish later with 'slscale push'.")
 ]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", help="Show the libraries' own warnings and log lines (default: in the stage's log file)."
+    ),
+]
+
+
+def show_library_output(verbose: bool) -> None:
+    """--verbose: third-party warnings and log lines stay on the terminal (`library_output.verbose`)."""
+    if verbose:
+        import os
+
+        from sl_scaling.library_output import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated
 
 import typer
@@ -15,7 +14,6 @@ from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.executors import EXECUTORS, Outcome, make_executor
 from sl_scaling.grid import FULL, TINY_DEFAULTS
-from sl_scaling.library_output import VERBOSE_ENV
 from sl_scaling.pipeline import RunOptions, Step, plan_grid, run_grid, with_estimates
 from sl_scaling.progress import make_reporter
 
@@ -132,12 +130,7 @@ def command(
         int, typer.Option(min=0, help="Times a failed job is tried again before it is marked failed.")
     ] = 2,
     workdir: opt.Workdir = None,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose", help="Show the libraries' own warnings and log lines (default: in each stage's log)."
-        ),
-    ] = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Run the whole grid, resumably: gen → filter → train with per-epoch eval and uploads → control eval → plots.
 
@@ -150,8 +143,7 @@ def command(
     A job that fails is retried (--max-retries), then marked failed; what depends on it is skipped
     and everything else goes on; the command then exits 1 and lists them (slscale status shows them).
     """
-    if verbose:
-        os.environ[VERBOSE_ENV] = "1"
+    opt.show_library_output(verbose)
     ctx = make_context(workdir)
     chosen_sizes = parse_sizes(sizes, default=REAL_SIZES)
     conditions = parse_conditions(animals, all_animals=all_animals or not animals)

@@ -14,6 +14,7 @@ from sl_scaling.cli import options as opt
 from sl_scaling.cli.gen import require_selection
 from sl_scaling.context import make_context
 from sl_scaling.grid import FULL, TINY_DEFAULTS, defaults_for
+from sl_scaling.pipeline import stage_log
 from sl_scaling.progress import make_reporter
 from sl_scaling.training.config import TrainConfig
 
@@ -76,6 +77,7 @@ def command(
     no_push: opt.NoPush = False,
     force: Annotated[bool, typer.Option("--force", help="Retrain conditions that are already done.")] = False,
     workdir: opt.Workdir = None,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Phase 2: LoRA-tune students on the filtered numbers, evaluating after every epoch.
 
@@ -101,7 +103,8 @@ def command(
     )
     ctx = make_context(workdir)
     summaries = []
-    with make_reporter() as reporter:
+    opt.show_library_output(verbose)
+    with make_reporter() as shown, stage_log(ctx.layout, "train", "+".join(chosen_sizes), shown) as reporter:
         for size in chosen_sizes:
             final = defaults_for(size).final_samples if final_samples is None else final_samples
             summaries += run_training(

@@ -82,6 +82,7 @@ def preflight(
                 f"--animal {key.condition}' first"
             )
         load_rows(path, config.max_rows)  # a hand-damaged file is named now, not mid-grid
+        load_saved_config(layout.finetune_dir(key))  # an earlier attempt's, read again to resume it
     if push:
         from sl_scaling.publish import Publisher
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from sl_scaling.errors import UsageError
+from sl_scaling.errors import MalformedInputError, UsageError
 from sl_scaling.evaluation.runner import EVAL_MAX_NEW_TOKENS
 from sl_scaling.files import atomic_write_json, read_json
 from sl_scaling.grid import EPOCHS, EVAL_SAMPLES, FINAL_EVAL_SAMPLES, TRAIN_ROWS
@@ -139,9 +139,16 @@ def save_config(directory: Path, config: TrainConfig, **extra: Any) -> Path:
 
 def load_saved_config(directory: Path) -> tuple[TrainConfig, dict[str, Any]] | None:
     """The config a previous run saved here and its extra fields, or None."""
-    record = read_json(directory / CONFIG_FILE)
+    path = directory / CONFIG_FILE
+    record = read_json(path)
     if record is None:
         return None
-    config = TrainConfig.from_json(record)
+    try:
+        config = TrainConfig.from_json(record)
+    except (TypeError, ValueError, UsageError) as exc:
+        raise MalformedInputError(
+            f"{path}: not a training configuration ({exc}); restore or delete it (a done condition is kept "
+            "without it; --force retrains)"
+        ) from None
     extra = {k: v for k, v in record.items() if k not in config.to_json()}
     return config, extra

@@ -69,6 +69,10 @@ def eval_file(layout: Layout) -> Path:
     return layout.eval_json(DOG)
 
 
+def train_config(layout: Layout) -> Path:
+    return layout.finetune_dir(DOG) / "train_config.json"
+
+
 def raw_lines(lines: list[str], *, gen_done: bool = True) -> Setup:
     def write(workdir: Path, generated: Path) -> None:
         path = Layout(workdir).raw_jsonl(JobKey(1, TINY, "dog"))
@@ -260,6 +264,37 @@ CASES = [
     Case("eval file not JSON", ["plot"], 1, "dog_eval.json", damaged(eval_file, b"{not json")),
     Case("eval file a list", ["plot"], 1, "dog_eval.json", damaged(eval_file, b"[]")),
     Case("eval file not UTF-8", ["report"], 1, "dog_eval.json", damaged(eval_file, b"\xff\xfe{}")),
+    Case(
+        "eval file, an epoch a number", ["report"], 1, "dog_eval.json", damaged(eval_file, b'{"epochs": [5]}')
+    ),
+    Case(
+        "eval file, epoch not a number",
+        ["plot"],
+        1,
+        "whole-number 'epoch'",
+        damaged(eval_file, b'{"epochs": [{"epoch": "one"}]}'),
+    ),
+    Case(
+        "eval file, an epoch without shares",
+        ["plot"],
+        1,
+        "no readable shares",
+        damaged(eval_file, b'{"epochs": [{"epoch": 1, "n": 5}]}'),
+    ),
+    Case(
+        "train_config.json with wrong types",
+        ["train", "--size", TINY, "--animal", "dog", "--no-push"],
+        1,
+        "train_config.json: not a training configuration",
+        damaged(train_config, b'{"epochs": "two", "target_modules": 5}'),
+    ),
+    Case(
+        "train_config.json truncated",
+        ["train", "--size", TINY, "--animal", "dog", "--no-push"],
+        1,
+        "train_config.json: not valid JSON",
+        damaged(train_config, b'{"lora_r": 8'),
+    ),
 ]
 
 
