@@ -262,3 +262,29 @@ def test_a_hub_model_must_be_cached_or_on_the_hub(hub: Any, monkeypatch: pytest.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(MissingPrerequisiteError, match="HF_HUB_OFFLINE"):
         resolve_model(load_settings(), "7b")
+
+
+def test_cpu_helpers_generate_the_very_rows_of_one_process_in_its_order(tiny_model: Path) -> None:
+    """Teacher generation on a CPU shares its batches with a helper process (`replicas`): the same batches,
+    per-batch seeds and one thread each, so every row and the order they are yielded in are unchanged."""
+    import os
+
+    from sl_scaling.numbers import sample_prompts
+    from sl_scaling.numbers.teacher import teacher_chat
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: no helper process")
+    prompts = sample_prompts(12, 7)
+    requests = [
+        GenerationRequest((a, i), teacher_chat(a, p)) for a in ("dog", "owl") for i, p in enumerate(prompts)
+    ]
+    sampling = Sampling(temperature=1.0, max_new_tokens=24, seed=5)
+    batches = {}
+    for replicas in (1, 2):
+        engine = open_engine("hf", str(tiny_model), batch_size=4, adapters=False, replicas=replicas)
+        assert (engine.helpers is not None) == (replicas == 2)
+        batches[replicas] = [
+            [(g.key, g.text, g.completion_tokens) for g in b] for b in engine.generate(requests, sampling)
+        ]
+        engine.close()
+    assert len(batches[1]) == 6 and batches[2] == batches[1]
