@@ -1,9 +1,11 @@
 """Installed as a user installs it: a wheel in a fresh venv runs the README's first command.
 
-The venv gets only the wheel; the heavy dependencies (torch, transformers, ...) come from this test's
-own environment through a path file, because installing them again would take minutes of CI for nothing
-this test checks. The checkout is not importable from there, so whatever the program reads at run time
-(the tiny model, the bench record) must come from the wheel's package data.
+The venv gets the wheel and exactly what `pip install` of it would bring: the wheel's own requirements
+(no extras) and theirs, found in this test's environment and linked into one site directory that a path
+file adds (installing torch and transformers again would take minutes of CI for nothing this test checks).
+Neither the checkout nor the test environment's other packages (dev and cluster extras) are importable
+from there, so an undeclared import fails here, and whatever the program reads at run time (the tiny
+model, the bench record) must come from the wheel's package data.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -54,10 +56,44 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    (Path(site) / "heavy_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (Path(site) / "heavy_dependencies.pth").write_text(f"{runtime_site(wheel, root / 'runtime')}\n")
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--force-reinstall"]
     subprocess.run([*pip, "-q", str(wheel)], check=True, capture_output=True, env=_user_env(root))
     return bin_dir
+
+
+def runtime_site(wheel: Path, site: Path) -> Path:
+    """Links to the installed copies of the wheel's requirement closure (markers evaluated, extras only
+    where a requirement asks for them): the packages a user's `pip install` of the wheel would get."""
+    from email.parser import Parser
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = Parser().parsestr(archive.read(name).decode()).get_all("Requires-Dist") or []
+    pending = [(Requirement(r), frozenset({""})) for r in requires]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    site.mkdir(parents=True)
+    while pending:
+        requirement, extras = pending.pop()
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in extras):
+            continue
+        wanted = frozenset({"", *requirement.extras})
+        key = (canonicalize_name(requirement.name), wanted)
+        if key in seen:
+            continue
+        seen.add(key)
+        dist = metadata.distribution(requirement.name)  # missing: the test environment lacks a dependency
+        tops = {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops - {"__pycache__"}:
+            link = site / top
+            if not link.exists():
+                link.symlink_to(Path(str(dist.locate_file(top))))
+        pending += [(Requirement(r), wanted) for r in dist.requires or []]
+    return site
 
 
 def _user_env(tmp: Path) -> dict[str, str]:
@@ -67,7 +103,8 @@ def _user_env(tmp: Path) -> dict[str, str]:
 
 
 def test_the_wheel_carries_what_the_program_reads(installed: Path, tmp_path: Path) -> None:
-    code = "import sl_scaling, sl_scaling.tiny as t; print(sl_scaling.__file__); print(t.ensure_tiny_model())"
+    stages = "sl_scaling.stages.generate, sl_scaling.stages.train, sl_scaling.stages.evaluate, sl_scaling.charts.plots"
+    code = f"import {stages}, sl_scaling, sl_scaling.tiny as t; print(sl_scaling.__file__); print(t.ensure_tiny_model())"
     found = subprocess.run(
         [installed / "python", "-c", code], env=_user_env(tmp_path), capture_output=True, text=True
     )
