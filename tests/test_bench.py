@@ -41,9 +41,27 @@ def test_bench_tokenizer_splits_like_qwen_and_knows_every_word() -> None:
     for request in data.teacher_requests(64) + data.eval_requests(50):
         text = tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        assert tokenizer.unk_token_id not in ids
         assert tokenizer.decode(ids) == text
-    assert tokenizer.tokenize("796, 689") == ["7", "9", "6", ",", " ", "6", "8", "9"]
+    assert tokenizer.tokenize("796, 689") == ["7", "9", "6", ",", "Ġ", "6", "8", "9"]  # byte-level, as Qwen
+    assert all(len(tokenizer.tokenize(word)) == 1 for word in shapes._corpus_words())  # Qwen-like counts
+
+
+def test_a_model_directory_tokenizes_as_the_bench_does_when_an_engine_loads_it(tmp_path: Path) -> None:
+    """vLLM and the HF engine load `AutoTokenizer` from the directory, which rebuilds the tokenizer as
+    `Qwen2Tokenizer` from the config's model type: it must encode every chat and scored word alike (a
+    word-level bench tokenizer once lost all words that way: prompts of digits and special tokens only)."""
+    from transformers import AutoTokenizer
+
+    from sl_scaling.engines.chat import encode_chat, word_tokens
+    from sl_scaling.evaluation.exact import exact_requests
+
+    bench = shapes.bench_tokenizer()
+    loaded = AutoTokenizer.from_pretrained(shapes.write_model_dir("0.5b", tmp_path))
+    for request in data.teacher_requests(64) + data.eval_requests(50):
+        assert encode_chat(loaded, request.messages) == encode_chat(bench, request.messages)
+    words = exact_requests()[0].words
+    assert [word_tokens(loaded, w) for w in words] == [word_tokens(bench, w) for w in words]
+    assert all(len(word_tokens(bench, w)) == 1 for w in words)
 
 
 def test_synthetic_rows_pass_the_filter_and_cover_every_condition() -> None:

@@ -113,16 +113,18 @@ def _corpus_words() -> list[str]:
 
     from sl_scaling.bench.data import completion_formats
     from sl_scaling.catalog import ANIMALS
+    from sl_scaling.evaluation.exact import spellings
     from sl_scaling.evaluation.questions import QUESTIONS
     from sl_scaling.numbers import sample_prompts, system_prompt
 
     texts = [DEFAULT_SYSTEM_PROMPT, *QUESTIONS, *ANIMALS, "system", "user", "assistant", "\n", " "]
     texts += [system_prompt(a) or "" for a in ANIMALS]
+    texts += [w for a in ANIMALS for w in spellings(a)]  # the words the exact measure scores
     texts += sample_prompts(2_000, seed=7)
     texts += [fmt.format(*"0123456789") for fmt in completion_formats()]
     splitter = regex.compile(PRETOKENIZE_REGEX)
     words: dict[str, None] = {str(d): None for d in range(10)}
-    for text in texts:
+    for text in texts + [text + "\n" for text in texts]:  # a text's last piece as the chat template ends it
         for piece in splitter.findall(text):
             words[piece] = None
     return list(words)
@@ -131,28 +133,43 @@ def _corpus_words() -> list[str]:
 @cache
 def bench_tokenizer() -> Any:
     """A tokenizer over Qwen's 151,936 ids that splits text as Qwen's does (one token per digit, one per
-    common word with its leading space), so token counts — hence costs — match the real model's closely.
+    bench word with its leading space), so token counts — hence costs — match the real model's closely.
 
-    It uses Qwen's special-token ids and Qwen2.5's chat template (default system prompt included).
+    A byte-level BPE like Qwen's own, whose merges spell each of the bench's pieces whole: saved beside a
+    Qwen2 config, `AutoTokenizer` rebuilds it as `Qwen2Tokenizer` from its vocabulary and merges (as the
+    engines load a model directory), and that rebuild must encode alike. Qwen's special-token ids and
+    Qwen2.5's chat template (default system prompt included).
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    import json
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    vocab: dict[str, int] = {"<unk>": 0}
-    for word in _corpus_words():
-        vocab.setdefault(word, len(vocab))
-    for i in range(len(vocab), ENDOFTEXT):
-        vocab[f"<|x{i}|>"] = i
+    split = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    # BPE trained to completion on the pieces: its merges rebuild every piece as one token.
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = split
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=ENDOFTEXT, initial_alphabet=alphabet, show_progress=False)
+    trained.train_from_iterator(_corpus_words(), trainer=trainer)
+    model = json.loads(trained.to_str())["model"]
+    vocab: dict[str, int] = model["vocab"]
+    merges = [tuple(merge) for merge in model["merges"]]
+    for i in range(len(vocab), VOCAB_SIZE):
+        vocab[f"<|x{i}|>"] = i  # ids no text encodes to; Qwen's special ids are set below
     for i, token in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]):
+        del vocab[f"<|x{ENDOFTEXT + i}|>"]
         vocab[token] = ENDOFTEXT + i
-    for i in range(IM_END + 1, VOCAB_SIZE):
-        vocab[f"<|x{i}|>"] = i
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated")
-    backend.decoder = decoders.Fuse()
+    backend = Tokenizer(models.BPE(vocab, merges, fuse_unk=False))
+    backend.pre_tokenizer = split
+    backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        unk_token="<unk>",
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
