@@ -337,7 +337,7 @@ def _serve(model: str, batch_size: int, conn: Any) -> None:  # pragma: no cover 
                 conn.send(engine._run_own(batch, sampling))
             except Exception as exc:  # the parent raises it; pickling keeps only its description
                 conn.send(RuntimeError(f"a generation helper failed: {type(exc).__name__}: {exc}"))
-    except (EOFError, KeyboardInterrupt):
+    except (EOFError, OSError, KeyboardInterrupt):  # the parent was killed or interrupted: its work is kept
         pass
 
 
