@@ -40,14 +40,16 @@ def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:
 
 
 def is_ours(result: dict[str, Any], stage: str) -> bool:
-    """Our default path for `stage`: `gen` runs vLLM on a GPU where it is installed (else the HF
-    engine); the per-epoch `eval` of 100 answers runs in memory on the HF engine inside training."""
+    """Our default path for `stage` on a GPU: vLLM where it is installed (else the HF engine) for `gen`
+    and for `eval`, the final evaluations (every adapter of a size in one load: the `adapters-` records).
+    The per-epoch evaluations run in memory on the HF engine inside training (part of train's time)."""
     if "error" in result or result.get("phase") != stage:
         return False
     if stage == TRAIN:
         return result.get("engine") == TRAIN_ENGINE and result.get("default", True)
     if result.get("engine") == "vllm":
-        return stage == GEN and bool(result.get("default"))
+        final_evaluation = str(result.get("variant", "")).startswith("adapters-")
+        return bool(result.get("default")) and (stage == GEN or final_evaluation)
     return result.get("engine") == "hf" and result.get("variant", "default") == "default"
 
 
