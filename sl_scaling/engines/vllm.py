@@ -375,8 +375,9 @@ class VLLMEngine:
         self.runner.close()
 
     def word_probabilities(self, requests: Sequence[WordScoringRequest]) -> dict[Hashable, list[float]]:
-        """P(first word = w) per request and word, from prompt log-probabilities of `chat + w` (vLLM's
-        prefix cache runs each chat once); the word-ending mass comes from the top WORD_END_TOP_K."""
+        """P(first word = w) per request and word, from prompt log-probabilities of `chat + w`; the
+        word-ending mass comes from the top WORD_END_TOP_K. Each `chat + w` is a full prefill: vLLM 0.24
+        skips reading its prefix cache for requests that ask for prompt log-probabilities."""
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
 
