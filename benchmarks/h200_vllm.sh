@@ -2,7 +2,8 @@
 # vLLM on the H200 (issue 15), run from the repository root on the device machine after the vLLM bundle
 # (/work/shared/device/VLLM.md: two calls carrying its parts) is unpacked to /tmp/site. Steps, one device call each:
 #   tests  — install .dev/wheels-lean (wheels-core less wandb and what the bundle already has), the vLLM GPU
-#            tests, then the 0.5b generation bench (one process, and 3 processes sharing the GPU)
+#            tests
+#   0.5b   — the 0.5b generation bench (one process, and 2 processes sharing the GPU, as `gen` runs 0.5b)
 #   7b     — the 7b bench: generation, and 16 adapters × 5,000 answers evaluated in one load
 #   32b    — the 32b generation bench (1,024 prompts)
 set -o pipefail
@@ -19,13 +20,15 @@ case "$1" in
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/wheels-lean/*.whl
     nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
     timeout "${TESTS_S:-330}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_vllm_engine_gpu.py \
-      tests/gpu/test_vllm_cli_gpu.py 2>&1 | tee "$OUT/gpu-tests.log" | quiet 60
-    bench "${BENCH_S:-200}" --size 0.5b --adapters 0 --replicas 3 --json "$OUT/bench-0.5b.json" 2>&1 | tee "$OUT/bench-0.5b.log" | quiet 40 ;;
+      tests/gpu/test_vllm_cli_gpu.py 2>&1 | tee "$OUT/gpu-tests.log" | quiet 60 ;;
+  0.5b)
+    bench "${BENCH_S:-280}" --size 0.5b --adapters 0 --replicas 2 --json "$OUT/bench-0.5b.json" 2>&1 \
+      | tee "$OUT/bench-0.5b.log" | quiet 40 ;;
   7b)
     bench 590 --size 7b --adapters 16 --adapter-answers 5000 --json "$OUT/bench-7b.json" 2>&1 | tee "$OUT/bench-7b.log" \
       | quiet 40 ;;
   32b)
     bench 590 --size 32b --adapters 0 --gen-rows 1024 --json "$OUT/bench-32b.json" 2>&1 | tee "$OUT/bench-32b.log" \
       | quiet 40 ;;
-  *) echo "usage: $0 tests|7b|32b" >&2; exit 2 ;;
+  *) echo "usage: $0 tests|0.5b|7b|32b" >&2; exit 2 ;;
 esac
