@@ -6,8 +6,7 @@
 Each engine start (torch.compile, CUDA graphs: about a minute) is paid once per configuration and
 reported as `startup_s`; the rates exclude it, as `slscale gen` loads each size once for all 16
 conditions. On one start several things are timed that need no restart: what `gen`/`eval` run
-(`default`, seeded rows drawn by `row_sampler`), the same rows seeded by vLLM's per-request
-generators (`generator-seeds`), the same without per-row seeds, and `vllm.LLM.generate` called directly on the same engine
+(`default`), the same without per-row seeds, and `vllm.LLM.generate` called directly on the same engine
 with one `SamplingParams` (`vllm-raw`: what our layer around vLLM costs).
 """
 
@@ -84,10 +83,6 @@ class VLLMBench:
                     self._record(phase, "vllm", run, variant="default", default=ours, startup_s=startup)
                 )
             gen, tokens = self.requests["gen"], self.new_tokens["gen"]
-            engine.row_sampler = False  # the same rows seeded by vLLM's per-request generators instead
-            generators = measure.engine_run(engine, gen, tokens)
-            engine.row_sampler = True
-            records.append(self._record("gen", "vllm", generators, variant="generator-seeds", default=False))
             unseeded = measure.engine_run(engine, gen, tokens, seed=None)
             records.append(self._record("gen", "vllm", unseeded, variant="no-row-seeds", default=False))
             records.append(self._record("gen", "vllm-raw", raw_generate(engine, gen, tokens)))

@@ -8,7 +8,6 @@ tokens of a random model flip more often between two sets of kernels.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,9 +21,8 @@ from sl_scaling.bench import shapes
 from sl_scaling.bench.data import eval_requests, teacher_requests
 from sl_scaling.catalog import CONDITIONS
 from sl_scaling.engines import GenerationRequest, Sampling
-from sl_scaling.engines.chat import encode_chat
 from sl_scaling.engines.hf import HFEngine
-from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions, prepare_chunk
+from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions
 from sl_scaling.evaluation.exact import exact_requests
 
 pytestmark = pytest.mark.gpu
@@ -116,38 +114,6 @@ def test_sampling_is_plain_temperature_one_whatever_generation_config_json_says(
     print(f"300 draws of one first token: {len(distinct)} distinct")
     # top_k 20 would allow at most 20 distinct tokens; a random model at temperature 1 spreads over ~all.
     assert len(distinct) > 150
-
-
-def test_the_row_sampler_draws_as_vllms_own_seeded_sampling(engine: VLLMEngine) -> None:
-    """The row sampler (the default for seeded rows) against vLLM's per-request generators on the same
-    next token, 4,000 seeded rows each, at a temperature where the top tokens share the mass: the two
-    samples' frequencies agree (two-sample chi-square over the 6 commonest tokens and the rest)."""
-    from vllm import SamplingParams
-
-    question = eval_requests(1)[0]
-    prompt = encode_chat(engine.tokenizer, question.messages)
-    [output] = engine.llm.generate(
-        [{"prompt_token_ids": prompt}],
-        SamplingParams(max_tokens=1, temperature=0.0, logprobs=2),
-        use_tqdm=False,
-    )
-    first, second = sorted((e.logprob for e in output.outputs[0].logprobs[0].values()), reverse=True)[:2]
-    temperature = max((first - second) / math.log(2), 1e-3)  # the top two tokens at about 2:1
-    requests = [GenerationRequest(i, question.messages) for i in range(4000)]
-    sampling = Sampling(temperature=temperature, max_new_tokens=1, seed=5)
-
-    def draws(row_sampler: bool) -> Counter[int]:
-        chunk = prepare_chunk(requests, sampling, engine.tokenizer, engine.loras, row_sampler=row_sampler)
-        return Counter(ids[0] for ids in engine.runner.run(chunk))
-
-    ours, vllms = draws(True), draws(False)
-    top = [token for token, _ in (ours + vllms).most_common(6)]
-    a = [ours[t] for t in top] + [4000 - sum(ours[t] for t in top)]
-    b = [vllms[t] for t in top] + [4000 - sum(vllms[t] for t in top)]
-    chi2 = sum((x - y) ** 2 / (x + y) for x, y in zip(a, b, strict=True) if x + y)
-    print(f"T={temperature:.4f}: row sampler {a}, vLLM generators {b}, chi2 {chi2:.1f}")
-    assert a[0] < 0.9 * 4000  # a real spread of draws, not one token
-    assert chi2 < 22.5  # 6 degrees of freedom, p = 0.001
 
 
 def test_two_engine_processes_sample_the_rows_one_process_does(
