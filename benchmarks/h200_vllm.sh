@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # vLLM on the H200 (issue 15), run from the repository root on the device machine after the vLLM bundle
 # (/work/shared/device/VLLM.md: two calls carrying its parts) is unpacked to /tmp/site. Steps, one device call each:
-#   tests  — install .dev/wheels-lean (wheels-core less wandb and what the bundle already has), the vLLM GPU
-#            tests
+#   tests  — install .dev/wheels-lean (wheels-core less wandb and what the bundle already has), the vLLM engine's
+#            GPU tests (~6 min with the engine starts)
+#   cli    — the end-to-end `slscale gen/eval --engine vllm` GPU tests (after `tests`, on the warm machine)
 #   0.5b   — the 0.5b generation bench (one process, and 2 processes sharing the GPU, as `gen` runs 0.5b)
 #   7b     — the 7b bench: generation, and 16 adapters × 5,000 answers evaluated in one load
 #   32b    — the 32b generation bench (1,024 prompts)
@@ -19,8 +20,11 @@ case "$1" in
   tests)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/wheels-lean/*.whl
     nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
-    timeout "${TESTS_S:-330}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_vllm_engine_gpu.py \
-      tests/gpu/test_vllm_cli_gpu.py 2>&1 | tee "$OUT/gpu-tests.log" | quiet 60 ;;
+    timeout "${TESTS_S:-480}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_vllm_engine_gpu.py 2>&1 \
+      | tee "$OUT/gpu-tests.log" | quiet 60 ;;
+  cli)
+    timeout "${TESTS_S:-480}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_vllm_cli_gpu.py 2>&1 \
+      | tee "$OUT/gpu-tests-cli.log" | quiet 60 ;;
   0.5b)
     bench "${BENCH_S:-280}" --size 0.5b --adapters 0 --replicas 2 --json "$OUT/bench-0.5b.json" 2>&1 \
       | tee "$OUT/bench-0.5b.log" | quiet 40 ;;
@@ -30,5 +34,5 @@ case "$1" in
   32b)
     bench 590 --size 32b --adapters 0 --gen-rows 1024 --json "$OUT/bench-32b.json" 2>&1 | tee "$OUT/bench-32b.log" \
       | quiet 40 ;;
-  *) echo "usage: $0 tests|0.5b|7b|32b" >&2; exit 2 ;;
+  *) echo "usage: $0 tests|cli|0.5b|7b|32b" >&2; exit 2 ;;
 esac
