@@ -473,14 +473,22 @@ class StateStore(StageLifecycle):
                 (now(), *key.row, epoch),
             )
 
-    def delete_epochs(self, key: JobKey) -> None:
+    def delete_epochs(self, key: JobKey) -> dict[int, str]:
         """Forget every epoch of a job and its adapters' uploads (a forced retrain starts from scratch,
-        and its new adapters must replace the old ones on the Hub: `push` uploads them again)."""
+        and its new adapters must replace the old ones on the Hub: `push` uploads them again).
+
+        Returns the epoch repos that had been uploaded, by epoch: the caller can say which ones the
+        retrain will not overwrite (it trains fewer epochs)."""
         where = "run=? AND size=? AND condition=?"
         with self.transaction() as db:
+            uploaded = db.execute(
+                f"SELECT epoch, repo_id FROM uploads WHERE {where} AND kind='epoch' AND status=?",
+                (*key.row, DONE),
+            ).fetchall()
             db.execute(f"DELETE FROM epochs WHERE {where}", key.row)
             db.execute(f"DELETE FROM uploads WHERE {where} AND repo_type='model'", key.row)
             self._event(db, key, "train", "reset", f"{key} epochs and adapter uploads forgotten")
+        return {row["epoch"]: row["repo_id"] for row in uploaded}
 
     def epochs(self, key: JobKey) -> list[EpochRecord]:
         rows = self.db.execute(

@@ -260,12 +260,17 @@ def test_a_forced_retrain_uploads_its_new_adapters_again(
     tmp_path: Path,
 ) -> None:
     """`train --force` after a push: the retrained adapters replace the old ones on the Hub."""
-    from sl_scaling.stages.train import reset_condition
+    from sl_scaling.stages.train import reset_condition, stale_repos_notice
 
     assert push().exit_code == 0
     with StateStore.open(workdir) as state:
-        reset_condition(Layout(workdir), state, experiment)  # what --force does before retraining
+        uploaded = reset_condition(Layout(workdir), state, experiment)  # what --force does before retraining
         assert {u.repo_id for u in state.uploads()} == {f"{STEM}-numbers"}
+    assert uploaded == {epoch: f"{STEM}-ft-epoch-{epoch}" for epoch in (1, 2, 3)}
+    # retraining to fewer epochs says which of the old repos no push will replace
+    notice = stale_repos_notice(experiment, uploaded, 2)
+    assert notice is not None and f"{STEM}-ft-epoch-3" in notice and f"{STEM}-ft-epoch-2" not in notice
+    assert stale_repos_notice(experiment, uploaded, 3) is None
     retrained = shutil.copytree(adapter_template, tmp_path / "retrained")
     (retrained / "tokenizer_config.json").write_text('{"model_max_length": 32}')
     seed_experiment(workdir, retrained)  # the retrained epochs (other bytes)

@@ -96,12 +96,28 @@ def preflight(
         )
 
 
-def reset_condition(layout: Layout, state: StateStore, key: JobKey) -> None:
-    """--force: forget every epoch of this condition (files and DB rows) and start from scratch."""
+def reset_condition(layout: Layout, state: StateStore, key: JobKey) -> dict[int, str]:
+    """--force: forget every epoch of this condition (files and DB rows) and start from scratch.
+
+    Returns the epoch adapter repos already on the Hub, by epoch (`StateStore.delete_epochs`)."""
     shutil.rmtree(layout.finetune_dir(key), ignore_errors=True)
     clear_epochs(layout.eval_json(key))
-    state.delete_epochs(key)
+    uploaded = state.delete_epochs(key)
     state.reset_stage(key, STAGE)
+    return uploaded
+
+
+def stale_repos_notice(key: JobKey, uploaded: Mapping[int, str], epochs: int) -> str | None:
+    """What a forced retrain to fewer epochs leaves behind: the Hub repos of the epochs it will not
+    train again (slscale never deletes Hub repos; `push` overwrites only the epochs it trains)."""
+    stale = [repo for epoch, repo in sorted(uploaded.items()) if epoch > epochs]
+    if not stale:
+        return None
+    return (
+        f"train {key}: retraining with {epochs} epoch(s); the Hub keeps {len(stale)} adapter repo(s) of the "
+        f"earlier training's later epochs, which no push will replace: {', '.join(stale)} — delete them on "
+        "the Hub if they should not stay"
+    )
 
 
 def _check_resumable(
@@ -148,8 +164,8 @@ def train_condition(
     times this very path and the knobs that change only its speed."""
     layout = ctx.layout
     finetune_dir = layout.finetune_dir(key)
-    if force:
-        reset_condition(layout, state, key)
+    if force and (notice := stale_repos_notice(key, reset_condition(layout, state, key), config.epochs)):
+        reporter.event(notice)
     rows = load_rows(layout.filtered_jsonl(key), config.max_rows)
     extra = _check_resumable(layout, key, config, model_name, len(rows))
     checkpoint = resume_point(finetune_dir / CHECKPOINTS, [e.epoch for e in state.epochs(key)])
