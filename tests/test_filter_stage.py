@@ -158,3 +158,12 @@ def test_cli_prints_a_table_row_per_condition(workdir: Path) -> None:
 def test_a_selection_is_required() -> None:
     result = runner.invoke(app, ["filter", "--size", "tiny"])
     assert result.exit_code == 2 and "--all-animals" in result.output
+
+
+def test_too_few_passing_rows_are_flagged_only_when_enough_were_generated(workdir: Path) -> None:
+    write_raw(workdir, "dog", COMPLETIONS * 1000)  # 10,000 generated, 4 in 10 pass
+    write_raw(workdir, "cat", COMPLETIONS)  # a small --n: 10 generated
+    result = runner.invoke(app, ["filter", "--size", "tiny", "--animal", "dog", "--animal", "cat"])
+    assert result.exit_code == 0, result.output
+    assert "tiny/dog: only 4000 rows passed (fewer than 10,000)" in result.output
+    assert "tiny/cat: 4 of 10 rows passed; all of them are kept" in result.output

@@ -118,10 +118,12 @@ def filter_one(
         reporter.event(
             f"{STAGE} {key}: {len(valid)} rows passed; kept a random {TRAIN_ROWS:,} (seed {SUBSAMPLE_SEED})"
         )
-    else:
+    elif len(rows) >= TRAIN_ROWS:  # enough were generated, too few passed: worth a look
         reporter.event(
             f"{STAGE} {key}: only {len(valid)} rows passed (fewer than {TRAIN_ROWS:,}), so all of them are kept"
         )
+    else:  # fewer were generated than the subsample takes (tiny, a small --n): nothing to flag
+        reporter.event(f"{STAGE} {key}: {len(valid)} of {len(rows)} rows passed; all of them are kept")
     return summary
 
 
