@@ -5,6 +5,7 @@
 #            GPU tests (~6 min with the engine starts)
 #   cli    — the end-to-end `slscale gen/eval --engine vllm` GPU tests (after `tests`, on the warm machine)
 #   0.5b   — the 0.5b generation bench (one process, and 2 processes sharing the GPU, as `gen` runs 0.5b)
+#   (every bench step also times the opt-in row sampler on an engine of its own: --vllm-row-sampler)
 #   7b     — the 7b bench: generation, and 16 adapters × 5,000 answers evaluated in one load
 #   32b    — the 32b generation bench (1,024 prompts)
 set -o pipefail
@@ -13,7 +14,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 TRANSFORMER
 bench() {  # bench SECONDS ARGS...: `slscale bench` under a time limit (its --json is written as it goes)
   local limit=$1; shift
   timeout "$limit" python3 -c 'from sl_scaling.cli.app import main; main()' bench --random-weights --phase gen \
-    --phase eval --variant default --vllm "$@"
+    --phase eval --variant default --vllm --vllm-row-sampler "$@"
 }
 quiet() { grep -v -E "^(INFO|DEBUG|\(EngineCore)" | tail -"$1"; }
 case "$1" in
