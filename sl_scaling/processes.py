@@ -1,9 +1,12 @@
-"""Whether a process that left its mark (a DB lock, a temp file) still runs."""
+"""Processes: whether one that left its mark (a DB lock, a temp file) still runs, and how CPU workers start."""
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 import socket
+from collections.abc import Callable
 
 
 def alive(host: str, pid: int) -> bool:
@@ -17,3 +20,36 @@ def alive(host: str, pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: What a CPU worker process imports before its first step (the training and HF engine stacks): ~30 s of
+#: CPU per process where the libraries have no bytecode caches (an install that skips compiling them, as
+#: `uv pip install` does by default), ~10 s with them. The fork server imports them once.
+CPU_WORKER_PRELOAD = (
+    "sl_scaling.stages.train",
+    "sl_scaling.engines.hf",
+    "peft",
+    "transformers.models.qwen2.modeling_qwen2",
+)
+
+
+def cpu_workers() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context for worker processes that stay on the CPU (a tiny model's training lanes,
+    the HF engine's generation helpers): forks of a server that has imported `CPU_WORKER_PRELOAD`, so each
+    worker starts in a second instead of paying the imports again. A fork starts from a clean server (no
+    threads, no model, no random state in use), and each job seeds what it samples from itself, as it did in
+    a spawned process. Not for GPU workers: a fork server that had touched CUDA would hand broken state on.
+    Start their processes through `in_environ`. Where fork servers do not exist (Windows), spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(CPU_WORKER_PRELOAD))
+    return context
+
+
+def in_environ(environ: dict[str, str], target: Callable[..., object], *args: object) -> None:
+    """A worker's entry point: `target(*args)` in the environment its parent had when starting it (a fork
+    server's children otherwise get the server's, as it was when the server started)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    target(*args)

@@ -3,6 +3,7 @@ condition trained beside another is exactly the condition trained alone; the ben
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sl_scaling.executors.base import Job
 from sl_scaling.executors.local import LocalExecutor
 from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.pipeline import RunOptions, run_job
+from sl_scaling.processes import cpu_workers, in_environ
 from sl_scaling.progress import NullReporter
 from sl_scaling.state import DONE, JobKey
 from sl_scaling.training.data import build_dataset, load_rows
@@ -92,3 +94,22 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
     assert abs(record["tokens"] - record["rows"] * per_row) <= 1
     assert record["epoch_end_s"] > 0 and record["seconds"] > 0
     assert (layout.final_checkpoint(JobKey(1, "tiny", run.condition)) / "adapter_model.safetensors").exists()
+
+
+def _write_environ(path: Path, name: str) -> None:
+    path.write_text(os.environ.get(name, "unset"))
+
+
+def test_a_cpu_worker_gets_its_parents_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork server's children would get the server's environment from when it started; `in_environ`
+    gives a worker its parent's, as a spawned process gets it."""
+    workers = cpu_workers()
+    for value in ("first", "second"):  # the second process comes from the server the first one started
+        monkeypatch.setenv("SLSCALE_TEST_WORKER_ENV", value)
+        out = tmp_path / value
+        process = workers.Process(
+            target=in_environ, args=(dict(os.environ), _write_environ, out, "SLSCALE_TEST_WORKER_ENV")
+        )
+        process.start()
+        process.join(timeout=120)
+        assert process.exitcode == 0 and out.read_text() == value

@@ -377,13 +377,15 @@ class CpuHelpers:
     AHEAD = 2
 
     def __init__(self, model: str, batch_size: int, count: int) -> None:
-        import multiprocessing
+        from sl_scaling.processes import cpu_workers, in_environ
 
-        context = multiprocessing.get_context("spawn")
+        context = cpu_workers()
         self.helpers: list[_Helper] = []
         for _ in range(count):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(model, batch_size, theirs), daemon=True)
+            process = context.Process(
+                target=in_environ, args=(dict(os.environ), _serve, model, batch_size, theirs), daemon=True
+            )
             process.start()
             theirs.close()  # the child's end lives in the child: its death ends our recv()
             self.helpers.append(_Helper(process, ours))

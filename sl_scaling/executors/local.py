@@ -3,9 +3,10 @@ side by side, each in its own process.
 
 A job whose `gpus` is a fraction (a small size's training: `training.speed.trainings_per_gpu`) shares a
 device with others up to one whole device: the GPU sits mostly idle under one such job, so several
-conditions train at once. Each runs `work` unchanged in a fresh process, so its rows, loss and seeds are
-exactly those it would have alone; only the time differs. Everything else runs here, one at a time, and a
-job that needs a whole GPU waits until no shared job is running.
+conditions train at once. Each runs `work` unchanged in a fresh process (without a GPU, a fork of a server
+that has imported the training stack: `processes.cpu_workers`), so its rows, loss and seeds are exactly
+those it would have alone; only the time differs. Everything else runs here, one at a time, and a job that
+needs a whole GPU waits until no shared job is running.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import SlscaleError
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, describe, note_retry, record_outcome
+from sl_scaling.processes import cpu_workers, in_environ
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
 
@@ -98,8 +100,9 @@ class LocalExecutor:
         ledger = Ledger(jobs, self.max_retries)
         gpus = self.gpus_per_node()
         devices = max(gpus, 1)  # without a GPU, shared jobs share the CPU the same way
-        spawn = multiprocessing.get_context("spawn")
-        messages = spawn.Queue()
+        # Without a GPU the shared jobs are CPU lanes: forks of a server that has imported their stack.
+        workers = multiprocessing.get_context("spawn") if gpus else cpu_workers()
+        messages = workers.Queue()
         running: dict[str, _Running] = {}
         try:
             while ledger.unfinished():
@@ -111,9 +114,17 @@ class LocalExecutor:
                         device = _free_device(job, running.values(), devices)
                         if device is not None:
                             ledger.start(job)
-                            process = spawn.Process(
-                                target=_worker,
-                                args=(ctx.settings, job, work, messages, device if gpus else None),
+                            process = workers.Process(
+                                target=in_environ,
+                                args=(
+                                    dict(os.environ),
+                                    _worker,
+                                    ctx.settings,
+                                    job,
+                                    work,
+                                    messages,
+                                    device if gpus else None,
+                                ),
                                 name=f"slscale {job.id}",
                             )
                             process.start()
