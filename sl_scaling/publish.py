@@ -46,6 +46,24 @@ USER_PLACEHOLDER = "<HF_USER_ID>"
 DATASET, EPOCH, FINAL = "dataset", "epoch", "final"
 
 
+def check_publishing(settings: Settings) -> None:
+    """Credentials and online mode, checked in an instant: commands that will publish call it before they
+    load anything heavy (train imports the training stack first otherwise: ~30 s before this one line)."""
+    missing = [
+        name
+        for name, value in (("HF_USER_ID", settings.hf_user_id), ("HF_TOKEN", settings.hf_token))
+        if not value
+    ]
+    if missing:
+        raise MissingPrerequisiteError(
+            f"{' and '.join(missing)} not set: publishing needs HF_USER_ID (your Hub user or organisation) "
+            "and HF_TOKEN (a token with write access), in the environment or .env "
+            "(train and run keep everything local with --no-push)"
+        )
+    if constants.is_offline_mode():
+        raise MissingPrerequisiteError("HF_HUB_OFFLINE is set: unset it to publish to the Hub")
+
+
 @dataclass(frozen=True)
 class PlannedUpload:
     """One repo to publish: where from, and which files (paths inside the repo) it will hold."""
@@ -107,22 +125,7 @@ class Publisher:
 
     def check_ready(self) -> None:
         """Refuse before any upload (or training) when publishing cannot work. No network."""
-        missing = [
-            name
-            for name, value in (
-                ("HF_USER_ID", self.settings.hf_user_id),
-                ("HF_TOKEN", self.settings.hf_token),
-            )
-            if not value
-        ]
-        if missing:
-            raise MissingPrerequisiteError(
-                f"{' and '.join(missing)} not set: publishing needs HF_USER_ID (your Hub user or organisation) "
-                "and HF_TOKEN (a token with write access), in the environment or .env "
-                "(train and run keep everything local with --no-push)"
-            )
-        if constants.is_offline_mode():
-            raise MissingPrerequisiteError("HF_HUB_OFFLINE is set: unset it to publish to the Hub")
+        check_publishing(self.settings)
 
     # --- what is pending ---------------------------------------------------------------------
 

@@ -87,8 +87,6 @@ def command(
     are uploaded unless --no-push. Killed, it resumes from the last finished epoch when run again.
     Example: slscale train --size tiny --animal dolphin --epochs 2 --no-push
     """
-    from sl_scaling.stages.train import run_training
-
     chosen_sizes, conditions = require_selection(sizes, animals, all_animals)
     config = TrainConfig(
         epochs=epochs,
@@ -102,6 +100,12 @@ def command(
         final_samples=0 if final_samples is None else final_samples,
     )
     ctx = make_context(workdir)
+    if not no_push:
+        from sl_scaling.publish import check_publishing
+
+        check_publishing(ctx.settings)  # before the training stack's imports, which take seconds
+    from sl_scaling.stages.train import run_training
+
     summaries = []
     opt.show_library_output(verbose)
     with make_reporter() as shown, stage_log(ctx.layout, "train", "+".join(chosen_sizes), shown) as reporter:

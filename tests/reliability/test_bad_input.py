@@ -10,6 +10,8 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,3 +364,22 @@ def test_unwritable_workdir(workdir: Path) -> None:
         assert result.code == 2 and len(lines) == 1 and "not writable" in lines[0], result.output
     finally:
         shutil.rmtree(locked, ignore_errors=True)
+
+
+def test_train_refuses_missing_credentials_before_loading_the_training_stack(tmp_path: Path) -> None:
+    """The refusal takes an instant: nothing of torch, transformers or TRL is imported before it."""
+    code = (
+        "import sys\n"
+        "from sl_scaling.cli.app import main\n"
+        "sys.argv = ['slscale', 'train', '--size', 'tiny', '--animal', 'dog']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code, *(name in sys.modules for name in ('torch', 'transformers', 'trl')))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "SLSCALE_HF_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert "HF_USER_ID and HF_TOKEN not set" in result.stderr + result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "exit 1 False False False"
