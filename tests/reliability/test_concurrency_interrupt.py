@@ -31,7 +31,7 @@ from sl_scaling.state import INTERRUPTED, RUNNING, JobKey, StateStore
 DOG = JobKey(1, TINY, "dog")
 # Longer than the readers take (they run while it writes); both are interrupted, never finished.
 LONG_TRAIN = ["train", "--size", TINY, "--animal", "dog", *TRAIN[2:], "--epochs", "60"]
-LONG_GEN = ["gen", "--size", TINY, "--animal", "dog", "--n", "400", "--engine", "hf", "--batch-size", "4"]
+LONG_GEN = ["gen", "--size", TINY, "--animal", "dog", "--n", "4000", "--engine", "hf", "--batch-size", "4"]
 
 
 def error_line(stderr: str) -> str:
