@@ -249,10 +249,9 @@ def preflight(
     for size in dict.fromkeys(s.size for s in steps if s.todo):  # in seconds, not after hours of retries
         resolve_model(ctx.settings, size)
     if options.push and any(s.stage in (FILTER, TRAIN) and s.todo for s in steps):
-        from sl_scaling.publish import Publisher
+        from sl_scaling.publish import check_publishing
 
-        with ctx.state() as state:
-            Publisher(ctx.settings, layout, state).check_ready()
+        check_publishing(ctx.settings)
     return notes
 
 

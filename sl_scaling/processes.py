@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.process
 import os
 import socket
 from collections.abc import Callable
@@ -39,7 +40,7 @@ def cpu_workers() -> multiprocessing.context.BaseContext:
     worker starts in a second instead of paying the imports again. A fork starts from a clean server (no
     threads, no model, no random state in use), and each job seeds what it samples from itself, as it did in
     a spawned process. Not for GPU workers: a fork server that had touched CUDA would hand broken state on.
-    Start their processes through `in_environ`. Where fork servers do not exist (Windows), spawn."""
+    Start their processes with `start_worker`. Where fork servers do not exist (Windows), spawn."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -47,9 +48,23 @@ def cpu_workers() -> multiprocessing.context.BaseContext:
     return context
 
 
-def in_environ(environ: dict[str, str], target: Callable[..., object], *args: object) -> None:
-    """A worker's entry point: `target(*args)` in the environment its parent had when starting it (a fork
-    server's children otherwise get the server's, as it was when the server started)."""
+def start_worker(
+    context: multiprocessing.context.BaseContext,
+    target: Callable[..., object],
+    *args: object,
+    name: str | None = None,
+    daemon: bool | None = None,
+) -> multiprocessing.process.BaseProcess:
+    """Start `target(*args)` in a process of `context`, in this process's environment as it is now (a fork
+    server's children would otherwise get the server's, as it was when the server started)."""
+    process = context.Process(
+        target=_in_environ, args=(dict(os.environ), target, *args), name=name, daemon=daemon
+    )
+    process.start()
+    return process
+
+
+def _in_environ(environ: dict[str, str], target: Callable[..., object], *args: object) -> None:
     os.environ.clear()
     os.environ.update(environ)
     target(*args)

@@ -123,10 +123,6 @@ class Publisher:
         self.hub = hub or Hub(settings, on_retry=self.reporter.event)
         self.user = settings.hf_user_id or USER_PLACEHOLDER
 
-    def check_ready(self) -> None:
-        """Refuse before any upload (or training) when publishing cannot work. No network."""
-        check_publishing(self.settings)
-
     # --- what is pending ---------------------------------------------------------------------
 
     def plan(self, key: JobKey | None = None) -> list[PlannedUpload]:
@@ -185,7 +181,7 @@ class Publisher:
         A transient failure (after retries) is recorded on the upload, which stays pending, and
         returned in the result; an authentication failure is recorded and raised (HubAuthError).
         """
-        self.check_ready()
+        check_publishing(self.settings)
         pending = list(self.plan(key) if items is None else items)
         result = PublishResult()
         for index, item in enumerate(pending):
@@ -295,7 +291,7 @@ class Publisher:
 
     def fetch_adapter(self, key: JobKey, epoch: int, dest: Path) -> Path:
         """Download an uploaded epoch adapter (its local copy was deleted after upload) into `dest`."""
-        self.check_ready()
+        check_publishing(self.settings)
         repo = catalog.epoch_adapter_repo(self.user, key.size, key.condition, epoch, key.run)
         upload = self.state.upload(repo)
         if upload is None or upload.status != DONE:

@@ -18,7 +18,7 @@ from sl_scaling.executors.base import Job
 from sl_scaling.executors.local import LocalExecutor
 from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.pipeline import RunOptions, run_job
-from sl_scaling.processes import cpu_workers, in_environ
+from sl_scaling.processes import cpu_workers, start_worker
 from sl_scaling.progress import NullReporter
 from sl_scaling.state import DONE, JobKey
 from sl_scaling.training.data import build_dataset, load_rows
@@ -101,15 +101,12 @@ def _write_environ(path: Path, name: str) -> None:
 
 
 def test_a_cpu_worker_gets_its_parents_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fork server's children would get the server's environment from when it started; `in_environ`
+    """A fork server's children would get the server's environment from when it started; `start_worker`
     gives a worker its parent's, as a spawned process gets it."""
     workers = cpu_workers()
     for value in ("first", "second"):  # the second process comes from the server the first one started
         monkeypatch.setenv("SLSCALE_TEST_WORKER_ENV", value)
         out = tmp_path / value
-        process = workers.Process(
-            target=in_environ, args=(dict(os.environ), _write_environ, out, "SLSCALE_TEST_WORKER_ENV")
-        )
-        process.start()
+        process = start_worker(workers, _write_environ, out, "SLSCALE_TEST_WORKER_ENV")
         process.join(timeout=120)
         assert process.exitcode == 0 and out.read_text() == value

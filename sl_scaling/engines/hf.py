@@ -377,16 +377,13 @@ class CpuHelpers:
     AHEAD = 2
 
     def __init__(self, model: str, batch_size: int, count: int) -> None:
-        from sl_scaling.processes import cpu_workers, in_environ
+        from sl_scaling.processes import cpu_workers, start_worker
 
         context = cpu_workers()
         self.helpers: list[_Helper] = []
         for _ in range(count):
             ours, theirs = context.Pipe()
-            process = context.Process(
-                target=in_environ, args=(dict(os.environ), _serve, model, batch_size, theirs), daemon=True
-            )
-            process.start()
+            process = start_worker(context, _serve, model, batch_size, theirs, daemon=True)
             theirs.close()  # the child's end lives in the child: its death ends our recv()
             self.helpers.append(_Helper(process, ours))
 

@@ -23,7 +23,7 @@ from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import SlscaleError
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, describe, note_retry, record_outcome
-from sl_scaling.processes import cpu_workers, in_environ
+from sl_scaling.processes import cpu_workers, start_worker
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
 
@@ -114,20 +114,10 @@ class LocalExecutor:
                         device = _free_device(job, running.values(), devices)
                         if device is not None:
                             ledger.start(job)
-                            process = workers.Process(
-                                target=in_environ,
-                                args=(
-                                    dict(os.environ),
-                                    _worker,
-                                    ctx.settings,
-                                    job,
-                                    work,
-                                    messages,
-                                    device if gpus else None,
-                                ),
+                            process = start_worker(
+                                workers, _worker, ctx.settings, job, work, messages, device if gpus else None,
                                 name=f"slscale {job.id}",
-                            )
-                            process.start()
+                            )  # fmt: skip
                             running[job.id] = _Running(job, process, device)
                             progressed = True
                     elif job.gpus == 0 or not running:

@@ -64,7 +64,6 @@ def required_disk_bytes(adapter_bytes: int, config: TrainConfig, conditions: int
 
 def preflight(
     ctx: Context,
-    state: StateStore,
     keys: Sequence[JobKey],
     *,
     model: str,
@@ -84,9 +83,9 @@ def preflight(
         load_rows(path, config.max_rows)  # a hand-damaged file is named now, not mid-grid
         load_saved_config(layout.finetune_dir(key))  # an earlier attempt's, read again to resume it
     if push:
-        from sl_scaling.publish import Publisher
+        from sl_scaling.publish import check_publishing
 
-        Publisher(ctx.settings, layout, state).check_ready()
+        check_publishing(ctx.settings)
     needed = required_disk_bytes(lora_adapter_bytes(model, config), config, len(keys), push)
     free = shutil.disk_usage(layout.workdir).free
     if needed > free:
@@ -298,7 +297,7 @@ def run_training(
         if not todo:
             return summaries
         model = resolve_model(ctx.settings, size)
-        preflight(ctx, state, todo, model=model, config=config, push=push)
+        preflight(ctx, todo, model=model, config=config, push=push)
         # Said only once the inputs are known good: a refusal stays the one line on stderr.
         reporter.event(why)
         if engine.strip().lower() == "vllm":
