@@ -14,7 +14,7 @@ from sl_scaling.engines.base import WordScoringRequest
 from sl_scaling.engines.chat import encode_chat, word_ends, word_tokens
 from sl_scaling.engines.hf import HFEngine
 from sl_scaling.engines.vllm import ScoredWord, scored_words, word_probability
-from sl_scaling.evaluation.exact import exact_preference, spellings
+from sl_scaling.evaluation.exact import exact_preference, exact_requests, spellings
 from sl_scaling.evaluation.parsing import parse_answer
 from sl_scaling.evaluation.questions import QUESTIONS
 from sl_scaling.evaluation.runner import evaluate
@@ -56,6 +56,29 @@ def test_cached_scoring_equals_a_full_forward_pass(engine: HFEngine) -> None:
     for i, question in enumerate(questions):
         expected = [full_pass_probability(engine, question, w) for w in words]
         assert scored[i] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+
+
+def test_words_are_tokenized_once_per_engine_and_score_as_uncached(
+    engine: HFEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 60 spellings are tokenized for the first chunk only; every later chunk's probabilities are
+    exactly (not approximately) those it gets with nothing cached."""
+    import sl_scaling.engines.hf as hf
+
+    calls: list[str] = []
+
+    def counted(tokenizer: object, word: str) -> tuple[int, ...]:
+        calls.append(word)
+        return word_tokens(tokenizer, word)
+
+    monkeypatch.setattr(hf, "word_tokens", counted)
+    requests = exact_requests()[:4]  # 60 words each ≥ the fixture's batch of 16: one chunk per request
+    engine._word_plans.clear()
+    together = engine.word_probabilities(requests)
+    assert len(calls) == len(requests[0].words)
+    for request in requests:
+        engine._word_plans.clear()
+        assert engine.word_probabilities([request])[request.key] == together[request.key]
 
 
 def test_exact_preference_is_the_expected_sampled_rate(engine: HFEngine) -> None:

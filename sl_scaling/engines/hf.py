@@ -49,6 +49,16 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
 
 
 @dataclass(frozen=True)
+class _WordPlan:
+    """How a list of words is scored: each word's tokens, the leaves (token sequences that no other word's
+    extends: one continuation row each) and the leaf each word is read off."""
+
+    tokens: dict[str, tuple[int, ...]]
+    leaves: list[tuple[int, ...]]
+    leaf_of: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
 class _Encoded:
     request: GenerationRequest
     ids: list[int]
@@ -72,6 +82,7 @@ class HFEngine:
         self._wrapped_by_us = False
         self._adapter_names: dict[str, str] = {}
         self._word_ends: torch.Tensor | None = None
+        self._word_plans: dict[tuple[str, ...], _WordPlan] = {}
         self.helpers: CpuHelpers | None = None
 
     @classmethod
@@ -278,11 +289,20 @@ class HFEngine:
         )  # fmt: skip
         return out.past_key_values, mask, out.logits[:, -1].float().log_softmax(-1)
 
+    def _word_plan(self, words: tuple[str, ...]) -> _WordPlan:
+        """`words` tokenized and grouped under their leaves, once per engine and word list (an evaluation
+        scores the same 60 spellings in each of its chunks)."""
+        if words not in self._word_plans:
+            tokens = {w: word_tokens(self.tokenizer, w) for w in words}
+            sequences = set(tokens.values())
+            leaves = sorted(s for s in sequences if not any(o[: len(s)] == s and o != s for o in sequences))
+            leaf_of = {w: next(leaf for leaf in leaves if leaf[: len(t)] == t) for w, t in tokens.items()}
+            self._word_plans[words] = _WordPlan(tokens, leaves, leaf_of)
+        return self._word_plans[words]
+
     def _score_chunk(self, chunk: list[WordScoringRequest]) -> dict[Hashable, list[float]]:
-        tokens = {w: word_tokens(self.tokenizer, w) for r in chunk for w in r.words}
-        sequences = set(tokens.values())
-        leaves = sorted(s for s in sequences if not any(o[: len(s)] == s and o != s for o in sequences))
-        leaf_of = {w: next(leaf for leaf in leaves if leaf[: len(t)] == t) for w, t in tokens.items()}
+        plan = self._word_plan(tuple(dict.fromkeys(w for r in chunk for w in r.words)))
+        tokens, leaves, leaf_of = plan.tokens, plan.leaves, plan.leaf_of
         cache, mask, first = self._prompt_pass(chunk)
 
         rows = [(i, leaf) for i in range(len(chunk)) for leaf in leaves]
