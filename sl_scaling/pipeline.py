@@ -33,7 +33,7 @@ from sl_scaling.grid import (
     defaults_for,
 )
 from sl_scaling.options import EvalOptions, GenerationOptions
-from sl_scaling.progress import MultiReporter, PlainReporter, Reporter
+from sl_scaling.progress import EventsOnce, MultiReporter, PlainReporter, Reporter
 from sl_scaling.state import DONE, JobKey, StateStore
 from sl_scaling.training.config import TrainConfig
 
@@ -407,11 +407,13 @@ def run_grid(
     """Do every step that is not done yet, through `executor` (in this process by default).
 
     A job that fails (after its retries) is marked failed in the DB; the jobs that depend on it are
-    skipped; everything else still runs. The result says which did what.
+    skipped; everything else still runs. The result says which did what. A notice that several of the
+    run's processes give (`progress.EventsOnce`) reaches `reporter` once.
     """
     from sl_scaling.executors.local import LocalExecutor
 
     executor = executor or LocalExecutor()
+    reporter = EventsOnce(reporter)
     with ctx.state() as state:
         steps = plan_grid(state, sizes, conditions, options)
     for note in preflight(ctx, steps, options, executor):

@@ -3,6 +3,7 @@ giving the same files and DB rows as the local executor."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from sl_scaling.executors import make_executor
 from sl_scaling.executors.base import Job
 from sl_scaling.executors.local import LocalExecutor
 from sl_scaling.pipeline import RunOptions, build_jobs, plan_grid
-from sl_scaling.progress import NullReporter, Reporter
+from sl_scaling.progress import EventsOnce, NullReporter, PlainReporter, Reporter
 from sl_scaling.state import JobKey, StateStore
 
 TINY_GRID = ["--size", "tiny", "--animal", "neutral", "--animal", "dog", "--epochs", "1", "--n", "60"]
@@ -61,6 +62,25 @@ def test_without_gpus_trainings_run_in_lanes_beside_the_control_evaluation(workd
         j.id: (j.depends_on, j.gpus) for j in jobs_for(workdir, RunOptions(trainings_per_gpu=1), ["tiny"], 0)
     }
     assert one["train tiny/neutral+dog"] == (("filter tiny/neutral", "filter tiny/dog"), 1)
+
+
+def say_notices(ctx: Context, job: Job, reporter: Reporter) -> None:
+    """A lane's body: the notice every lane gives, then a line of its own."""
+    reporter.event("W&B: no login, logging offline")
+    reporter.event(f"{job.id}: done")
+
+
+def test_a_notice_from_every_lane_is_shown_once_and_job_lines_all(workdir):
+    """Two training lanes in their own processes both give the same notice: the run shows it once."""
+    lanes = [Job("train", "tiny", (c,), gpus=0.5) for c in ("neutral", "dog")]
+    shown = io.StringIO()
+    outcomes = LocalExecutor().execute(
+        make_context(None), lanes, say_notices, EventsOnce(PlainReporter(shown))
+    )
+    assert [o.status for o in outcomes] == ["done", "done"]
+    lines = shown.getvalue().splitlines()
+    assert sum("W&B: no login" in line for line in lines) == 1
+    assert sum(line.endswith(("train tiny/neutral: done", "train tiny/dog: done")) for line in lines) == 2
 
 
 def test_finished_work_makes_no_job_and_no_dependency(workdir):
