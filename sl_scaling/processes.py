@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import socket
@@ -48,6 +50,15 @@ def cpu_workers() -> multiprocessing.context.BaseContext:
     return context
 
 
+def start_cpu_workers_now() -> None:
+    """Start the fork server of `cpu_workers` now instead of at its first worker: its imports (~18 s of a
+    core) then run beside the driver's own start (imports, model load, the prompts' encoding), and the first
+    generation helper starts as soon as the driver generates instead of ~20 s later."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        cpu_workers()
+        multiprocessing.forkserver.ensure_running()
+
+
 def start_worker(
     context: multiprocessing.context.BaseContext,
     target: Callable[..., object],
@@ -65,6 +76,11 @@ def start_worker(
 
 
 def _in_environ(environ: dict[str, str], target: Callable[..., object], *args: object) -> None:
+    """Run `target` in `environ`. What the worker inherits (a fork server's imported stack: millions of
+    objects that are never garbage) is frozen out of garbage collection first, so that the full collections
+    each training runs (accelerate's at its start, ours at its end) and the automatic ones skip it: they
+    took ~5% of a training lane's time on tiny."""
+    gc.freeze()
     os.environ.clear()
     os.environ.update(environ)
     target(*args)

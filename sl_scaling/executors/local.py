@@ -23,7 +23,7 @@ from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import SlscaleError
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, describe, note_retry, record_outcome
-from sl_scaling.processes import cpu_workers, start_worker
+from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
 
@@ -102,6 +102,8 @@ class LocalExecutor:
         devices = max(gpus, 1)  # without a GPU, shared jobs share the CPU the same way
         # Without a GPU the shared jobs are CPU lanes: forks of a server that has imported their stack.
         workers = multiprocessing.get_context("spawn") if gpus else cpu_workers()
+        if not gpus and any(shares_a_device(job) for job in jobs):
+            start_cpu_workers_now()  # its imports overlap the jobs that come first (generation)
         messages = workers.Queue()
         running: dict[str, _Running] = {}
         try:
