@@ -3,6 +3,7 @@ condition trained beside another is exactly the condition trained alone; the ben
 
 from __future__ import annotations
 
+import gc
 import os
 from functools import partial
 from pathlib import Path
@@ -18,7 +19,7 @@ from sl_scaling.executors.base import Job
 from sl_scaling.executors.local import LocalExecutor
 from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.pipeline import RunOptions, run_job
-from sl_scaling.processes import cpu_workers, start_worker
+from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
 from sl_scaling.progress import NullReporter
 from sl_scaling.state import DONE, JobKey
 from sl_scaling.training.data import build_dataset, load_rows
@@ -98,6 +99,19 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
 
 def _write_environ(path: Path, name: str) -> None:
     path.write_text(os.environ.get(name, "unset"))
+
+
+def _write_frozen(path: Path) -> None:
+    path.write_text(str(gc.get_freeze_count()))
+
+
+def test_a_cpu_worker_keeps_the_imported_stack_out_of_garbage_collection(tmp_path: Path) -> None:
+    """The objects a worker inherits from the fork server (its imported stack) are frozen: the full
+    collections a training runs do not walk them again."""
+    start_cpu_workers_now()
+    process = start_worker(cpu_workers(), _write_frozen, tmp_path / "frozen")
+    process.join(timeout=120)
+    assert process.exitcode == 0 and int((tmp_path / "frozen").read_text()) > 100_000
 
 
 def test_a_cpu_worker_gets_its_parents_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
