@@ -9,10 +9,8 @@ import pytest
 from sl_scaling.bench.shapes import bench_tokenizer
 from sl_scaling.engines import generation_replicas
 from sl_scaling.engines.base import GenerationRequest, Sampling
-from sl_scaling.engines.row_sampler import SEED_ARG, TEMPERATURE_ARG
 from sl_scaling.engines.vllm import (
     MAX_LORA_RANK,
-    ROW_SAMPLER,
     LoraRegistry,
     VLLMEngine,
     VLLMOptions,
@@ -28,27 +26,11 @@ from sl_scaling.numbers import teacher_chat
 
 
 def test_sampling_params_are_plain_temperature_sampling_with_a_cap() -> None:
-    seeded = Sampling(temperature=1.0, max_new_tokens=128, seed=42)
+    kwargs = sampling_kwargs(Sampling(temperature=1.0, max_new_tokens=128, seed=42), ("dog", 3))
     plain = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
     ids_only = {"detokenize": False}
-    seed = request_seed(42, ("dog", 3))
-    assert sampling_kwargs(seeded, ("dog", 3)) == {**plain, **ids_only, "max_tokens": 128, "seed": seed}
+    assert kwargs == {**plain, **ids_only, "max_tokens": 128, "seed": request_seed(42, ("dog", 3))}
     assert sampling_kwargs(Sampling(max_new_tokens=5), "k") == {**plain, **ids_only, "max_tokens": 5}
-    # With the opt-in row sampler, a seeded row is drawn by it at its temperature; vLLM sees a greedy request.
-    assert sampling_kwargs(seeded, ("dog", 3), row_sampler=True) == {
-        **plain, **ids_only, "max_tokens": 128, "temperature": 0.0,
-        "extra_args": {SEED_ARG: seed, TEMPERATURE_ARG: 1.0},
-    }  # fmt: skip
-    greedy = sampling_kwargs(Sampling(temperature=0.0, max_new_tokens=5, seed=42), "k", row_sampler=True)
-    assert greedy["temperature"] == 0.0 and "extra_args" not in greedy
-
-
-def test_the_row_sampler_is_loaded_only_when_asked_by_a_name_that_resolves_to_its_class() -> None:
-    module, name = ROW_SAMPLER.split(":")
-    source = Path(__file__).parents[1].joinpath(*module.split(".")).with_suffix(".py").read_text()
-    assert f"class {name}(LogitsProcessor)" in source
-    assert llm_kwargs("/m", VLLMOptions(row_sampler=True))["logits_processors"] == [ROW_SAMPLER]
-    assert "logits_processors" not in llm_kwargs("/m", VLLMOptions())
 
 
 def test_llm_arguments_ignore_the_models_sampling_defaults_and_enable_lora_only_when_asked() -> None:

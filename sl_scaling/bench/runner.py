@@ -53,7 +53,6 @@ def run_bench(
     gen_variants: Sequence[str] = (),
     vllm: bool = False,
     vllm_replicas: Sequence[int] = (),
-    vllm_row_sampler: bool = False,
     vllm_adapters: int = 16,
     adapter_answers: int = 5_000,
     train_variants: Sequence[str] = (),
@@ -66,8 +65,7 @@ def run_bench(
 
     With `vllm` (random weights only), `VLLMEngine` is timed after the HF engine on the same requests
     (bench/vllm_bench.py): `vllm_adapters` adapters × `adapter_answers` answers in one load, and
-    `vllm_replicas` engine processes sharing the GPU; with `vllm_row_sampler`, seeded rows drawn by the
-    row sampler on an engine of its own.
+    `vllm_replicas` engine processes sharing the GPU.
 
     `checkpoint` receives the record so far after each phase, so a run cut short keeps what it measured."""
     results: list[dict[str, Any]] = []
@@ -102,8 +100,7 @@ def run_bench(
                 done = list(results)
                 results += _bench_vllm(
                     size, [p for p in ("gen", "eval") if p in phases], done, workdir, gen_rows,
-                    replicas=tuple(vllm_replicas), row_sampler=vllm_row_sampler, adapters=vllm_adapters,
-                    answers=adapter_answers,
+                    replicas=tuple(vllm_replicas), adapters=vllm_adapters, answers=adapter_answers,
                     log=log, checkpoint=lambda records, done=done: checkpoint(_record(done + records, random_weights)),
                 )  # fmt: skip
                 checkpoint(_record(results, random_weights))
@@ -138,7 +135,6 @@ def _bench_vllm(
     gen_rows: int,
     *,
     replicas: tuple[int, ...],
-    row_sampler: bool,
     adapters: int,
     answers: int,
     log: Callable[[str], None],
@@ -155,7 +151,7 @@ def _bench_vllm(
     log(f"{size} vllm: {', '.join(phases)}; {adapters} adapters × {answers} answers; replicas {replicas}")
     records = bench_vllm(
         size, phases=tuple(phases), plain=plain, workdir=workdir, gen_rows=gen_rows, adapters=adapters,
-        adapter_answers=answers, replicas=replicas, row_sampler=row_sampler, checkpoint=checkpoint,
+        adapter_answers=answers, replicas=replicas, checkpoint=checkpoint,
     )  # fmt: skip
     for r in records:
         log(json.dumps(r, default=str))

@@ -119,15 +119,6 @@ class VLLMBench:
         finally:
             engine.close()
 
-    def row_sampler(self) -> list[dict[str, Any]]:
-        """Seeded rows drawn by `engines.row_sampler` (its logits processor loaded: an engine of its own)."""
-        engine, startup = self._start(VLLMOptions(lora=False, load_format="dummy", row_sampler=True))
-        try:
-            run = measure.engine_run(engine, self.requests["gen"], self.new_tokens["gen"])
-            return [self._record("gen", "vllm", run, variant="row-sampler", default=False, startup_s=startup)]
-        finally:
-            engine.close()
-
     def replicas(self, count: int) -> list[dict[str, Any]]:
         """`count` engine processes sharing the GPU, each with a slice of every chunk."""
         engine, startup = self._start(VLLMOptions(lora=False, load_format="dummy", replicas=count))
@@ -151,7 +142,6 @@ def bench_vllm(
     adapters: int = 16,
     adapter_answers: int = 5_000,
     replicas: tuple[int, ...] = (),
-    row_sampler: bool = False,
     checkpoint: Callable[[list[dict[str, Any]]], None] = lambda records: None,
 ) -> list[dict[str, Any]]:
     """Every vLLM measurement of one size; `plain` is plain generate's tokens/s per phase (same call)."""
@@ -160,9 +150,6 @@ def bench_vllm(
     checkpoint(records)
     if adapters and "eval" in phases:
         records += measure.guarded(f"{size} vllm adapters", lambda: bench.adapters(adapters, adapter_answers))
-        checkpoint(records)
-    if row_sampler:
-        records += measure.guarded(f"{size} vllm row sampler", bench.row_sampler)
         checkpoint(records)
     for count in replicas:
         records += measure.guarded(f"{size} vllm replicas-{count}", lambda c=count: bench.replicas(c))

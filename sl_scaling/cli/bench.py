@@ -59,14 +59,6 @@ def command(
         list[int],
         typer.Option("--replicas", help="Also time N vLLM engine processes sharing the GPU (repeatable)."),
     ] = [],  # noqa: B006
-    row_sampler: Annotated[
-        bool,
-        typer.Option(
-            "--vllm-row-sampler",
-            help="vLLM: also time seeded rows drawn by slscale's batched row sampler (an engine start of its "
-            "own; not yet what gen/eval run).",
-        ),
-    ] = False,
     adapters: Annotated[
         int, typer.Option("--adapters", help="vLLM: LoRA adapters evaluated together in one load (0: skip).")
     ] = 16,
@@ -123,7 +115,6 @@ def command(
         gen_variants=variant,
         vllm=_vllm_present() if vllm is None else vllm,
         vllm_replicas=replicas,
-        vllm_row_sampler=row_sampler,
         vllm_adapters=adapters,
         adapter_answers=adapter_answers,
         train_variants=train_variant,

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 from sl_scaling.engines.base import EngineLoad, Generation, GenerationRequest, Sampling, WordScoringRequest
 from sl_scaling.engines.chat import encode_chat, word_ends, word_tokens
-from sl_scaling.engines.row_sampler import SEED_ARG, TEMPERATURE_ARG
 from sl_scaling.errors import OptionalDependencyError
 
 #: Requests handed to vLLM per call: its scheduler batches inside; we only need durable checkpoints.
@@ -34,8 +33,6 @@ MAX_LORA_RANK = 8  # EXPERIMENT.md: r 8
 #: Adapters served in one batch: a size's 16 conditions (evaluated together in one call).
 MAX_LORAS = 16
 MAX_MODEL_LEN = 2048
-#: The logits processor behind per-row seeds, by the name vLLM's engine process imports it.
-ROW_SAMPLER = "sl_scaling.engines.vllm_sampler:RowSeededSampler"
 #: Running sequences per step: vLLM's own default on an H100/H200, stated so every vLLM version agrees.
 MAX_NUM_SEQS = 1024
 
@@ -58,9 +55,6 @@ class VLLMOptions:
     load_format: str = "auto"
     #: "auto" (the checkpoint's: bf16 for Qwen2.5); "float16" where a test needs more mantissa.
     dtype: str = "auto"
-    #: Seeded rows drawn by `row_sampler` in one batch per step instead of vLLM's per-request generators
-    #: (a Python loop per step): the same distribution, other draws. Off until measured on the GPU.
-    row_sampler: bool = False
 
 
 def llm_kwargs(model: str, options: VLLMOptions) -> dict[str, Any]:
@@ -76,8 +70,6 @@ def llm_kwargs(model: str, options: VLLMOptions) -> dict[str, Any]:
         "enforce_eager": options.enforce_eager,
         **parallel_kwargs(options.tensor_parallel_size),
     }
-    if options.row_sampler:
-        kwargs["logits_processors"] = [ROW_SAMPLER]
     if options.lora:
         kwargs.update(enable_lora=True, max_lora_rank=MAX_LORA_RANK, max_loras=options.max_loras)
     if not options.enforce_eager:
@@ -99,12 +91,10 @@ def request_seed(seed: int, key: Hashable) -> int:
     return int.from_bytes(digest[:4], "big") & (2**31 - 1)
 
 
-def sampling_kwargs(sampling: Sampling, key: Hashable, *, row_sampler: bool = False) -> dict[str, Any]:
+def sampling_kwargs(sampling: Sampling, key: Hashable) -> dict[str, Any]:
     """`SamplingParams` arguments: temperature and a token cap, as the reference (no top-k/top-p).
 
-    A seeded row goes to vLLM's own per-request seed or, with `row_sampler`, to the row sampler (its seed
-    and temperature as extra arguments, greedy for vLLM, which then returns the drawn token). Token ids
-    only (`detokenize=False`): `VLLMEngine` decodes the finished rows in one batch call."""
+    Token ids only (`detokenize=False`): `VLLMEngine` decodes the finished rows in one batch call."""
     kwargs: dict[str, Any] = {
         "temperature": sampling.temperature,
         "max_tokens": sampling.max_new_tokens,
@@ -114,13 +104,8 @@ def sampling_kwargs(sampling: Sampling, key: Hashable, *, row_sampler: bool = Fa
         "repetition_penalty": 1.0,
         "detokenize": False,
     }
-    if sampling.seed is None:
-        return kwargs
-    seed = request_seed(sampling.seed, key)
-    if row_sampler and sampling.temperature > 0:
-        kwargs.update(temperature=0.0, extra_args={SEED_ARG: seed, TEMPERATURE_ARG: sampling.temperature})
-    else:
-        kwargs["seed"] = seed
+    if sampling.seed is not None:
+        kwargs["seed"] = request_seed(sampling.seed, key)
     return kwargs
 
 
@@ -176,17 +161,12 @@ class PreparedChunk:
 
 
 def prepare_chunk(
-    chunk: list[GenerationRequest],
-    sampling: Sampling,
-    tokenizer: Any,
-    loras: LoraRegistry,
-    *,
-    row_sampler: bool = False,
+    chunk: list[GenerationRequest], sampling: Sampling, tokenizer: Any, loras: LoraRegistry
 ) -> PreparedChunk:
     return PreparedChunk(
         requests=chunk,
         prompt_ids=[encode_chat(tokenizer, r.messages) for r in chunk],
-        params=[sampling_kwargs(sampling, r.key, row_sampler=row_sampler) for r in chunk],
+        params=[sampling_kwargs(sampling, r.key) for r in chunk],
         loras=[loras.request_kwargs(r.adapter) for r in chunk],
     )
 
@@ -346,13 +326,9 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(
-        self, runner: _Runner, tokenizer: Any, *, batch_size: int | None = None, row_sampler: bool = False
-    ) -> None:
+    def __init__(self, runner: _Runner, tokenizer: Any, *, batch_size: int | None = None) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
-        #: Seeded rows through `row_sampler` (needs the engine built with it: `VLLMOptions.row_sampler`).
-        self.row_sampler = row_sampler
         self.chunk_size = batch_size or DEFAULT_CHUNK
         self.loras = LoraRegistry()
 
@@ -385,12 +361,7 @@ class VLLMEngine:
             runner: _Runner = _Replicas(model, options)
         else:
             runner = _InProcess(_new_llm(model, options))
-        return cls(
-            runner,
-            AutoTokenizer.from_pretrained(model),
-            batch_size=batch_size,
-            row_sampler=options.row_sampler,
-        )
+        return cls(runner, AutoTokenizer.from_pretrained(model), batch_size=batch_size)
 
     @property
     def llm(self) -> Any:
@@ -429,7 +400,5 @@ class VLLMEngine:
         self, requests: Sequence[GenerationRequest], sampling: Sampling
     ) -> Iterator[list[Generation]]:
         for chunk in chunks(requests, self.chunk_size):
-            prepared = prepare_chunk(
-                chunk, sampling, self.tokenizer, self.loras, row_sampler=self.row_sampler
-            )
+            prepared = prepare_chunk(chunk, sampling, self.tokenizer, self.loras)
             yield to_generations(prepared, self.runner.run(prepared), self.tokenizer)

@@ -8,7 +8,6 @@ tokens of a random model flip more often between two sets of kernels.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,9 +21,8 @@ from sl_scaling.bench import shapes
 from sl_scaling.bench.data import eval_requests, teacher_requests
 from sl_scaling.catalog import CONDITIONS
 from sl_scaling.engines import GenerationRequest, Sampling
-from sl_scaling.engines.chat import encode_chat
 from sl_scaling.engines.hf import HFEngine
-from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions, prepare_chunk
+from sl_scaling.engines.vllm import VLLMEngine, VLLMOptions
 from sl_scaling.evaluation.exact import exact_requests
 
 pytestmark = pytest.mark.gpu
@@ -87,14 +85,12 @@ def test_adapters_in_one_call_answer_as_the_hf_engine_does_for_the_same_adapter(
     assert all(crossed[m] <= same[m] - 0.3 for m in saved["adapters"]), (same, crossed)
 
 
-def _chunking_agreement(engine: VLLMEngine) -> tuple[float, float]:
-    """Rows of all 16 conditions, whole and in 19 chunks in reverse order: the share identical, and the share
-    that another seed changes."""
+def test_teacher_rows_of_all_16_conditions_sample_alike_whatever_the_chunking(engine: VLLMEngine) -> None:
     requests = teacher_requests(16 * 8)  # every condition, as `gen --all-animals` asks them
     assert {r.key[0] for r in requests} == set(CONDITIONS)
     sampling = Sampling(temperature=1.0, max_new_tokens=12, seed=7)
     whole = _texts(engine, requests, sampling)
-    small = VLLMEngine(engine.runner, engine.tokenizer, batch_size=7, row_sampler=engine.row_sampler)
+    small = VLLMEngine(engine.runner, engine.tokenizer, batch_size=7)  # 19 chunks, other batch mixes
     batches = list(small.generate(list(reversed(requests)), sampling))
     chunked = {g.key: g.text for batch in batches for g in batch}
     assert len(batches) == 19 and sorted(chunked) == sorted(whole) == sorted(r.key for r in requests)
@@ -102,11 +98,6 @@ def _chunking_agreement(engine: VLLMEngine) -> tuple[float, float]:
     other_seed = _texts(engine, requests, Sampling(temperature=1.0, max_new_tokens=12, seed=8))
     differ = sum(other_seed[k] != whole[k] for k in whole) / len(whole)
     print(f"rows identical across chunkings: {same:.3f}; rows that differ with another seed: {differ:.3f}")
-    return same, differ
-
-
-def test_teacher_rows_of_all_16_conditions_sample_alike_whatever_the_chunking(engine: VLLMEngine) -> None:
-    same, differ = _chunking_agreement(engine)
     assert same >= 0.97  # row seeds: a row's draw does not depend on its chunk (bf16/fp16 ties aside)
     assert differ >= 0.97
 
@@ -166,52 +157,3 @@ def test_word_probabilities_are_the_hf_engines_lower_bound(engine: VLLMEngine, s
     )
     assert all(v <= h * 1.05 + 1e-12 for v, h in pairs)  # a lower bound, up to fp16 kernel differences
     assert sum(v > 0 for v, _ in pairs) >= len(pairs) // 2
-
-
-@pytest.fixture(scope="module")
-def sampler_engine(saved: dict[str, Any]) -> Iterator[VLLMEngine]:
-    """An engine with the opt-in row sampler loaded: its seeded rows are drawn by it."""
-    options = VLLMOptions(
-        lora=False, dtype="float16", enforce_eager=True, gpu_memory_utilization=0.3, row_sampler=True
-    )
-    loaded = VLLMEngine.load(saved["dir"], options)
-    yield loaded
-    loaded.close()
-
-
-def test_the_row_sampler_draws_a_rows_text_whatever_its_batch(sampler_engine: VLLMEngine) -> None:
-    same, differ = _chunking_agreement(sampler_engine)
-    assert same >= 0.97 and differ >= 0.97
-
-
-def test_the_row_sampler_draws_as_vllms_own_seeded_sampling(sampler_engine: VLLMEngine) -> None:
-    """The row sampler against vLLM's per-request generators on the same engine and next token, 4,000
-    seeded rows each, at a temperature where the top tokens share the mass: the two samples' frequencies
-    agree (two-sample chi-square over the 6 commonest tokens and the rest)."""
-    from vllm import SamplingParams
-
-    engine = sampler_engine
-    question = eval_requests(1)[0]
-    prompt = encode_chat(engine.tokenizer, question.messages)
-    [output] = engine.llm.generate(
-        [{"prompt_token_ids": prompt}],
-        SamplingParams(max_tokens=1, temperature=0.0, logprobs=2),
-        use_tqdm=False,
-    )
-    first, second = sorted((e.logprob for e in output.outputs[0].logprobs[0].values()), reverse=True)[:2]
-    temperature = max((first - second) / math.log(2), 1e-3)  # the top two tokens at about 2:1
-    requests = [GenerationRequest(i, question.messages) for i in range(4000)]
-    sampling = Sampling(temperature=temperature, max_new_tokens=1, seed=5)
-
-    def draws(row_sampler: bool) -> Counter[int]:
-        chunk = prepare_chunk(requests, sampling, engine.tokenizer, engine.loras, row_sampler=row_sampler)
-        return Counter(ids[0] for ids in engine.runner.run(chunk))
-
-    ours, vllms = draws(True), draws(False)
-    top = [token for token, _ in (ours + vllms).most_common(6)]
-    a = [ours[t] for t in top] + [4000 - sum(ours[t] for t in top)]
-    b = [vllms[t] for t in top] + [4000 - sum(vllms[t] for t in top)]
-    chi2 = sum((x - y) ** 2 / (x + y) for x, y in zip(a, b, strict=True) if x + y)
-    print(f"T={temperature:.4f}: row sampler {a}, vLLM generators {b}, chi2 {chi2:.1f}")
-    assert a[0] < 0.9 * 4000  # a real spread of draws, not one token
-    assert chi2 < 22.5  # 6 degrees of freedom, p = 0.001
