@@ -16,7 +16,7 @@ from sl_scaling.bench import data, train_path
 from sl_scaling.bench.measure import ModelSource
 from sl_scaling.context import make_context
 from sl_scaling.executors.base import Job
-from sl_scaling.executors.local import LocalExecutor
+from sl_scaling.executors.local import LocalExecutor, mps_notice
 from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.pipeline import RunOptions, run_job
 from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
@@ -124,3 +124,17 @@ def test_a_cpu_worker_gets_its_parents_environment(tmp_path: Path, monkeypatch: 
         process = start_worker(workers, _write_environ, out, "SLSCALE_TEST_WORKER_ENV")
         process.join(timeout=120)
         assert process.exitcode == 0 and out.read_text() == value
+
+
+def test_trainings_sharing_a_gpu_say_how_to_let_them_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CUDA MPS the run says how to start it; with it (its control pipe present), on a CPU, or when
+    no training shares a GPU, nothing."""
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    shared = [Job("train", "0.5b", (c,), 1, gpus=0.25) for c in ("dolphin", "eagle")]
+    whole = [Job("train", "7b", ("dolphin",), 1, gpus=1)]
+    assert "nvidia-cuda-mps-control -d" in (mps_notice(shared, gpus=1) or "")
+    assert mps_notice(shared, gpus=0) is None and mps_notice(whole, gpus=1) is None
+    (tmp_path / "control").touch()
+    assert mps_notice(shared, gpus=1) is None
