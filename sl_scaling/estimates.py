@@ -54,13 +54,15 @@ def is_ours(result: dict[str, Any], stage: str) -> bool:
 
 
 def _side_by_side(result: dict[str, Any]) -> bool:
-    """The aggregate of a size's default number of trainings sharing one GPU."""
+    """The aggregate of a size's default number of trainings sharing one GPU, time-sliced as slscale runs
+    them (a record taken under CUDA MPS, which the user starts, is not the default path)."""
     from sl_scaling.training.speed import trainings_per_gpu
 
     return (
         "error" not in result
         and result.get("engine") == TRAIN_ENGINE
         and result.get("trainings", 0) > 1
+        and not result.get("mps")
         and result["trainings"] == trainings_per_gpu(result.get("size", ""))
     )
 

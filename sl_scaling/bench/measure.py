@@ -227,11 +227,12 @@ def bench_training(
     fit_only: tuple[str, ...] = (),
     variants: tuple[str, ...] = (),
     side_by_side: bool = True,
+    trainings: tuple[int, ...] = (),
     steps: int = train_path.WARMUP_STEPS + train_path.STEADY_STEPS,
     checkpoint: Callable[[list[dict[str, Any]]], None] = lambda records: None,
 ) -> list[dict[str, Any]]:
     """First, every size on `slscale train`'s own path (one training alone; the small sizes also side by
-    side, as `slscale run` trains them); then, for sizes not in `fit_only`, the chosen variants and TRL's
+    side, as `slscale run` trains them, or `trainings` at once for every size); then, for sizes not in `fit_only`, the chosen variants and TRL's
     defaults; Unsloth last: importing it patches transformers and TRL for the rest of the process.
     That order keeps the default path's figures when a run is cut short."""
     from sl_scaling.training.speed import trainings_per_gpu
@@ -248,8 +249,9 @@ def bench_training(
     }
     for size, path in paths.items():
         take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p))
-        if side_by_side and (trainings := trainings_per_gpu(size)) > 1:
-            take(f"{size} side by side", lambda p=path, n=trainings: train_path.side_by_side(workdir, p, n))
+        for n in trainings or (trainings_per_gpu(size),):
+            if side_by_side and n > 1:
+                take(f"{size} {n} side by side", lambda p=path, n=n: train_path.side_by_side(workdir, p, n))
     compared = [s for s in sources if s.size not in fit_only]
     for source in compared:
         for name in variants:

@@ -57,6 +57,7 @@ def run_bench(
     adapter_answers: int = 5_000,
     train_variants: Sequence[str] = (),
     side_by_side: bool = True,
+    trainings: Sequence[int] = (),
     train_steps: int = measure.train_path.WARMUP_STEPS + measure.train_path.STEADY_STEPS,
     log: Callable[[str], None] = print,
     checkpoint: Callable[[dict[str, Any]], None] = lambda record: None,
@@ -120,6 +121,7 @@ def run_bench(
             fit_only=tuple(fit_only),
             variants=tuple(train_variants),
             side_by_side=side_by_side,
+            trainings=tuple(trainings),
             steps=train_steps,
             checkpoint=progress,
         )

@@ -156,7 +156,7 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
 
     Aggregate rows/s: the timed steps of all trainings that end inside the window where all of them are
     past warm-up and none has finished, over that window's length."""
-    from sl_scaling.executors.local import LocalExecutor
+    from sl_scaling.executors.local import LocalExecutor, mps_running
 
     ctx = bench_context(workdir / f"{run.size}-side-by-side-{trainings}")
     results = ctx.layout.workdir / "results"
@@ -184,6 +184,7 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
         "variant": f"side-by-side-{trainings}",
         "default": False,
         "trainings": trainings,
+        "mps": mps_running(),  # kernels of the trainings overlapped (CUDA MPS) rather than time-sliced
         "rows_per_s": round(rows / seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
         "mfu": round(mfu(run.parameters, tokens / seconds), 4),

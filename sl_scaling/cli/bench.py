@@ -80,6 +80,15 @@ def command(
             help="Also train the small sizes several conditions at once, as 'slscale run' does.",
         ),
     ] = True,
+    trainings: Annotated[
+        list[int],
+        typer.Option(
+            "--trainings",
+            min=2,
+            max=16,
+            help="Train N conditions of each size side by side instead of the size's default count (repeatable).",
+        ),
+    ] = [],  # noqa: B006
     train_steps: Annotated[
         int,
         typer.Option(min=7, help="Optimizer steps per training measurement (the first 5 are warm-up)."),
@@ -119,6 +128,7 @@ def command(
         adapter_answers=adapter_answers,
         train_variants=train_variant,
         side_by_side=side_by_side,
+        trainings=trainings,
         train_steps=train_steps,
         log=typer.echo,
         checkpoint=lambda partial: json_path and atomic_write_json(json_path, partial),
