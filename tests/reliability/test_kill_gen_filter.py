@@ -46,8 +46,14 @@ def test_gen_killed_at_random_moments_ends_with_each_prompt_once(
     for threshold in kill_points(seed, 2, 0, N - 8):
         running = cli(*GEN_ARGS)
 
-        def reached(k: int = threshold) -> bool:
-            return stage_status(workdir, keys[0], "gen") == RUNNING and whole_lines(raw) >= k
+        def reached(k: int = threshold, pid: int = running.pid) -> bool:
+            # this run holds the lock (the rows and the RUNNING status may be the previous, killed run's)
+            holders = {row["pid"] for row in db_rows(workdir, "SELECT pid FROM locks WHERE stage='gen'")}
+            return (
+                holders == {pid}
+                and stage_status(workdir, keys[0], "gen") == RUNNING
+                and whole_lines(raw) >= k
+            )
 
         kill_when(running, reached, f"{threshold} rows")
         assert_done_means_complete(workdir)
