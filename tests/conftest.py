@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
 # OpenMP threads oversubscribe the 2 CI cores and spin (measured: generate 6× slower with 2 threads).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# A suite started in the background by a script (`cmd &`, nohup) inherits SIGINT ignored, and so would every
+# slscale it starts (an ignored signal stays ignored across exec): the Ctrl-C tests need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SECRET_ENV = (
     "HF_TOKEN",
