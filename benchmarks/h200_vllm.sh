@@ -15,8 +15,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 TRANSFORMER
   DO_NOT_TRACK=1 VLLM_USE_FLASHINFER_SAMPLER=0 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 bench() {  # bench SECONDS ARGS...: `slscale bench` under a time limit (its --json is written as it goes)
   local limit=$1; shift
-  timeout "$limit" python3 -c 'from sl_scaling.cli.app import main; main()' bench --random-weights --phase gen \
-    --phase eval --variant default --vllm "$@"
+  timeout "$limit" python3 -c 'from sl_scaling.cli.app import main; main()' bench --random-weights \
+    --variant default --vllm "$@"
 }
 quiet() { grep -v -E "^(INFO|DEBUG|\(EngineCore)" | tail -"$1"; }
 case "$1" in
@@ -29,20 +29,19 @@ case "$1" in
     timeout "${TESTS_S:-480}" python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_vllm_cli_gpu.py 2>&1 \
       | tee "$OUT/gpu-tests-cli.log" | quiet 60 ;;
   0.5b)
-    bench "${BENCH_S:-400}" --size 0.5b --adapters 0 --replicas 2 --json "$OUT/bench-0.5b.json" 2>&1 \
+    bench "${BENCH_S:-400}" --phase gen --phase eval --size 0.5b --adapters 0 --replicas 2 --json "$OUT/bench-0.5b.json" 2>&1 \
       | tee "$OUT/bench-0.5b.log" | quiet 40 ;;
   7b)
-    bench 590 --size 7b --adapters 16 --adapter-answers 5000 --json "$OUT/bench-7b.json" 2>&1 | tee "$OUT/bench-7b.log" \
+    bench 590 --phase gen --phase eval --size 7b --adapters 16 --adapter-answers 5000 --json "$OUT/bench-7b.json" 2>&1 | tee "$OUT/bench-7b.log" \
       | quiet 40 ;;
   7b-eval)
-    timeout 500 python3 -c 'from sl_scaling.cli.app import main; main()' bench --random-weights --phase eval \
-      --variant default --vllm --size 7b --adapters 16 --adapter-answers 5000 --json "$OUT/bench-7b-eval.json" 2>&1 \
+    bench 500 --phase eval --size 7b --adapters 16 --adapter-answers 5000 --json "$OUT/bench-7b-eval.json" 2>&1 \
       | tee "$OUT/bench-7b-eval.log" | quiet 40 ;;
   7b-replicas)
-    bench 590 --size 7b --adapters 0 --replicas 2 --json "$OUT/bench-7b-replicas.json" 2>&1 \
+    bench 590 --phase gen --size 7b --adapters 0 --replicas 2 --json "$OUT/bench-7b-replicas.json" 2>&1 \
       | tee "$OUT/bench-7b-replicas.log" | quiet 40 ;;
   32b)
-    bench 590 --size 32b --adapters 0 --gen-rows 1024 --json "$OUT/bench-32b.json" 2>&1 \
+    bench 590 --phase gen --phase eval --size 32b --adapters 0 --gen-rows 1024 --json "$OUT/bench-32b.json" 2>&1 \
       | tee "$OUT/bench-32b.log" | quiet 40 ;;
   *) echo "usage: $0 tests|cli|0.5b|7b|7b-eval|7b-replicas|32b" >&2; exit 2 ;;
 esac

@@ -131,29 +131,20 @@ class MultiReporter:
             reporter.event(message)
 
 
-@dataclass
-class EventsOnce:
+class EventsOnce(MultiReporter):
     """A run's own reporter: an event line already shown is not shown again. Every process of a run
     says the same notices (Unsloth or vLLM not installed, W&B offline: once per training lane, in the
     generation and in the control evaluation); the terminal gets each once, and every stage log, written
     beside this reporter, keeps its own copy. Lines about a job name the job, so none of them repeat."""
 
-    reporter: Reporter
-    _shown: set[str] = field(default_factory=set)
-
-    def job_started(self, job: str, description: str, total: float | None = None, unit: str = "rows") -> None:
-        self.reporter.job_started(job, description, total, unit)
-
-    def job_advanced(self, job: str, completed: float, **metrics: Any) -> None:
-        self.reporter.job_advanced(job, completed, **metrics)
-
-    def job_finished(self, job: str, message: str = "") -> None:
-        self.reporter.job_finished(job, message)
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__([reporter])
+        self._shown: set[str] = set()
 
     def event(self, message: str) -> None:
         if message not in self._shown:
             self._shown.add(message)
-            self.reporter.event(message)
+            super().event(message)
 
 
 #: `send(method, args, kwargs)`: carries one Reporter call to another process, which replays it.

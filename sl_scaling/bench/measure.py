@@ -232,8 +232,8 @@ def bench_training(
     checkpoint: Callable[[list[dict[str, Any]]], None] = lambda records: None,
 ) -> list[dict[str, Any]]:
     """First, every size on `slscale train`'s own path (one training alone; the small sizes also side by
-    side, as `slscale run` trains them, or `trainings` at once for every size); then, for sizes not in `fit_only`, the chosen variants and TRL's
-    defaults; Unsloth last: importing it patches transformers and TRL for the rest of the process.
+    side, as `slscale run` trains them, or `trainings` at once at every size); then, for sizes not in
+    `fit_only`, the chosen variants and TRL's defaults; Unsloth last: importing it patches transformers and TRL for the rest of the process.
     That order keeps the default path's figures when a run is cut short."""
     from sl_scaling.training.speed import trainings_per_gpu
 
@@ -249,8 +249,8 @@ def bench_training(
     }
     for size, path in paths.items():
         take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p))
-        for n in trainings or (trainings_per_gpu(size),):
-            if side_by_side and n > 1:
+        for n in (trainings or (trainings_per_gpu(size),)) if side_by_side else ():
+            if n > 1:
                 take(f"{size} {n} side by side", lambda p=path, n=n: train_path.side_by_side(workdir, p, n))
     compared = [s for s in sources if s.size not in fit_only]
     for source in compared:
