@@ -11,7 +11,7 @@ tokens of the epoch (recorded by the training stage itself) per row, times the t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -75,8 +75,11 @@ def bench_context(workdir: Path) -> Context:
     return ctx
 
 
-def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Write the rows, train one epoch through `train_condition`, and return the timed figures."""
+def train_on_path(
+    ctx: Context, run: PathRun, reporter: Reporter | None = None, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Write the rows, train one epoch through `train_condition`, and return the timed figures
+    (`callbacks`: more Trainer callbacks, such as `benchmarks/profile_train.py`'s profiler)."""
     from sl_scaling.files import atomic_write_jsonl
     from sl_scaling.stages.train import STAGE, train_condition
 
@@ -101,7 +104,7 @@ def train_on_path(ctx: Context, run: PathRun, reporter: Reporter | None = None) 
             reporter=reporter or NullReporter(),
             memory_share=run.memory_share,
             speed_changes=run.speed_changes,
-            callbacks=[clock],
+            callbacks=[clock, *callbacks],
         )
         stage = state.stage(key, STAGE)
     assert stage is not None and stage.throughput is not None

@@ -1,0 +1,102 @@
+"""Where a training step's time goes, on `slscale train`'s own path (issue 16): the PyTorch profiler over a few
+steady steps of `bench.train_path.train_on_path` (random-weight Qwen2.5 shape, the default speed knobs).
+
+    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT"
+
+Writes, per size, `profile-SIZE.txt` (the top operators by GPU and by CPU time) and `profile-SIZE.json` (wall,
+GPU-busy and CPU-launch time per step, kernel launches per step, the step times with the profiler off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+WARMUP, PROFILED = 6, 3
+
+
+def profiler_callback() -> Any:
+    """Profiles optimizer steps WARMUP+1 … WARMUP+PROFILED (synchronised at both ends)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    def synchronize() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    from transformers import TrainerCallback
+
+    class StepProfiler(TrainerCallback):
+        def __init__(self) -> None:
+            self.prof: Any = None
+            self.wall = 0.0
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == WARMUP:
+                synchronize()
+                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof.__enter__()
+                self.wall = time.perf_counter()
+            elif state.global_step == WARMUP + PROFILED and self.prof is not None:
+                synchronize()
+                self.wall = time.perf_counter() - self.wall
+                self.prof.__exit__(None, None, None)
+
+    return StepProfiler()
+
+
+def summarise(prof: Any, wall: float) -> dict[str, Any]:
+    events = prof.key_averages()
+    device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+    launches = sum(
+        e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC")
+    )
+    return {
+        "profiled_steps": PROFILED,
+        "wall_s_per_step": round(wall / PROFILED, 4),
+        "gpu_busy_s_per_step": round(device_us / 1e6 / PROFILED, 4),
+        "kernel_launches_per_step": launches // PROFILED,
+    }
+
+
+def main() -> None:
+    from sl_scaling.bench import shapes
+    from sl_scaling.bench.train_path import PathRun, bench_context, train_on_path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", action="append", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for size in args.size:
+        callback = profiler_callback()
+        run = PathRun(
+            size=size, parameters=shapes.parameter_count(size), random_weights=True, steps=WARMUP + 6
+        )
+        with tempfile.TemporaryDirectory() as workdir:
+            record = train_on_path(bench_context(Path(workdir)), run, callbacks=[callback])
+        ends = record["step_ends"]
+        summary = {
+            "size": size,
+            **summarise(callback.prof, callback.wall),
+            "unprofiled_step_s": [round(b - a, 4) for a, b in pairwise(ends[WARMUP + PROFILED :])],
+            "batches": record["batches"],
+            "speed": record["speed"],
+        }
+        events = callback.prof.key_averages()
+        tables = [
+            events.table(sort_by="self_device_time_total", row_limit=40),
+            events.table(sort_by="self_cpu_time_total", row_limit=40),
+        ]
+        (args.out / f"profile-{size}.txt").write_text("\n\n".join(tables))
+        (args.out / f"profile-{size}.json").write_text(json.dumps(summary, indent=1))
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
