@@ -189,6 +189,8 @@ class HFEngine:
         )
 
     def _run_batch(self, batch: list[_Encoded], sampling: Sampling) -> list[Generation]:
+        from sl_scaling.engines.kv_cache import GrowingCache
+
         width = max(len(e.ids) for e in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -203,6 +205,7 @@ class HFEngine:
                     input_ids=input_ids.to(self.device),
                     attention_mask=mask.to(self.device),
                     generation_config=self._generation_config(sampling),
+                    past_key_values=GrowingCache(sampling.max_new_tokens),
                 )
         new_tokens = output[:, width:].tolist()
         return [self._decode(item, tokens) for item, tokens in zip(batch, new_tokens, strict=True)]

@@ -8,7 +8,10 @@ Why each default (benchmarks/README.md has the figures behind them):
   (`TrainConfig.group_by_length`, the experiment's opt-in, off; the bench only measures it);
 - Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (TRL keeps its own fused
   LM head, which already scores only the completion's positions);
-- bf16, TF32 matmuls, PyTorch's SDPA attention (FlashAttention-2 is not on the lent machine).
+- bf16, TF32 matmuls, PyTorch's SDPA attention (FlashAttention-2 is not on the lent machine);
+- no copy of a LoRA layer's input to float32 (PEFT's default casts it to the adapter's dtype, and autocast
+  casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
+  with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class TrainingSpeed:
     liger_kernel: bool = False
     attn_implementation: str = "sdpa"
     tf32: bool = True
+    #: PEFT's cast of each LoRA layer's input to float32 (a copy autocast undoes); off on a GPU under bf16.
+    lora_input_cast: bool = True
     reason: str = ""
 
     def sft_kwargs(self, effective_batch: int) -> dict[str, Any]:
@@ -137,5 +142,6 @@ def choose_training_speed(
         gradient_checkpointing=micro is None,
         micro_batch=micro or batch_size,
         liger_kernel=liger_available(),
+        lora_input_cast=False,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )

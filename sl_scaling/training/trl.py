@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,47 @@ def fused_loss_available(model: Any) -> bool:
 
 class PortableSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss falls back to the model's own cross-entropy where TRL's fused kernel cannot
-    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding."""
+    run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding.
+
+    With `lora_input_cast` off, the training forward passes skip PEFT's copy of each LoRA layer's input
+    to float32: under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway.
+    Only the training forward: evaluation inside training runs outside autocast and needs the cast."""
+
+    def __init__(self, *args: Any, lora_input_cast: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lora_input_cast = lora_input_cast
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         if fused_loss_available(model):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            with self._lora_input_cast(model):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs["use_cache"] = False
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    @contextmanager
+    def _lora_input_cast(self, model: Any) -> Iterator[None]:
+        if self.lora_input_cast or not self.args.bf16:
+            yield
+            return
+        layers = lora_layers(model)
+        for layer in layers:
+            layer.cast_input_dtype_enabled = False
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.cast_input_dtype_enabled = True
+
+
+def lora_layers(model: Any) -> list[Any]:
+    """PEFT's LoRA layers of `model` (those with PEFT's input cast), found once per model."""
+    cached = getattr(model, "_slscale_lora_layers", None)
+    if cached is None:
+        cached = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+        model._slscale_lora_layers = cached
+    return cached
 
 
 def lora_config(config: TrainConfig) -> Any:
@@ -113,6 +145,7 @@ def training_speed(
             speed,
             gradient_checkpointing=False,
             liger_kernel=False,
+            lora_input_cast=True,
             reason="checkpointing and kernels: the backend's own",
         )
     if config.gradient_checkpointing is not None:
@@ -138,6 +171,7 @@ def sft_trainer(
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
+        lora_input_cast=speed.lora_input_cast,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
     return trainer
