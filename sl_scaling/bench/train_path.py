@@ -63,8 +63,10 @@ class PathRun:
     memory_share: float = 1.0
 
     def config(self) -> TrainConfig:
-        """One epoch of exactly `steps` full steps (the last step of an epoch may otherwise be short)."""
-        base = replace(TrainConfig(epochs=1), **self.config_changes)
+        """One epoch of exactly `steps` full steps (the last step of an epoch may otherwise be short), whose
+        end is a regular epoch's (save, evaluation, exact preference): no final evaluation, which the grid
+        runs once per condition and the projection counts on its own."""
+        base = replace(TrainConfig(epochs=1, final_samples=0), **self.config_changes)
         return replace(base, max_rows=self.steps * base.effective_batch).resolved()
 
 

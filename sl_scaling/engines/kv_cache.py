@@ -4,7 +4,7 @@ transformers' `DynamicCache` appends each decoding step's keys and values with `
 cache every step: for the tiny model on a CPU that copy was 69% of generation's time (a batch of 64
 teacher prompts, 128 new tokens). This cache keeps each layer in a buffer sized for the prompt plus the new
 tokens and hands attention a view of its filled part: the same values, so the same tokens are drawn
-(`tests/engines/test_kv_cache.py` checks token-for-token equality with `DynamicCache`).
+(`tests/test_kv_cache.py` checks token-for-token equality with `DynamicCache`).
 """
 
 from __future__ import annotations
