@@ -54,3 +54,24 @@ TINY_DEFAULTS = SizeSettings(n=300, epochs=2, samples=50, final_samples=500, lr=
 
 def defaults_for(size: str) -> SizeSettings:
     return TINY_DEFAULTS if size == TINY else FULL
+
+
+def settings_for(
+    size: str,
+    *,
+    n: int | None = None,
+    epochs: int | None = None,
+    samples: int | None = None,
+    final_samples: int | None = None,
+    lr: float | None = None,
+) -> SizeSettings:
+    """The size's defaults with what the user chose instead (None: the default): every command that
+    takes these options resolves them here, so `slscale gen`/`train` on `tiny` do what `run` does."""
+    base = defaults_for(size)
+    return SizeSettings(
+        n=n or base.n,
+        epochs=epochs or base.epochs,
+        samples=samples or base.samples,
+        final_samples=base.final_samples if final_samples is None else final_samples,
+        lr=lr or base.lr,
+    )

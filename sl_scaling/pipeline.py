@@ -30,7 +30,7 @@ from sl_scaling.grid import (
     TRAIN,
     TRAIN_ROWS,
     SizeSettings,
-    defaults_for,
+    settings_for,
 )
 from sl_scaling.options import EvalOptions, GenerationOptions
 from sl_scaling.progress import EventsOnce, MultiReporter, PlainReporter, Reporter
@@ -62,13 +62,8 @@ class RunOptions:
     trainings_per_gpu: int | None = None
 
     def for_size(self, size: str) -> SizeSettings:
-        base = defaults_for(size)
-        return SizeSettings(
-            n=self.n or base.n,
-            epochs=self.epochs or base.epochs,
-            samples=self.samples or base.samples,
-            final_samples=base.final_samples if self.final_samples is None else self.final_samples,
-            lr=base.lr,
+        return settings_for(
+            size, n=self.n, epochs=self.epochs, samples=self.samples, final_samples=self.final_samples
         )
 
     def generation(self, size: str, gpus: int) -> GenerationOptions:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from sl_scaling.catalog import ANIMALS, Layout
 from sl_scaling.cli.app import app
+from sl_scaling.grid import TINY_DEFAULTS
 from sl_scaling.seeds import eval_seed
 from sl_scaling.state import DONE, JobKey, StateStore
 from sl_scaling.training.data import build_dataset, load_rows
@@ -50,7 +51,9 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_TOKEN", "hf_SENTINEL_never_logged")  # present, but must never reach W&B or a file
     layout = with_numbers
-    result = invoke("train", "--size", "tiny", "--animal", "dolphin", "--epochs", "2", *FAST)
+    result = invoke(
+        "train", "--size", "tiny", "--animal", "dolphin", *FAST
+    )  # tiny's defaults: 2 epochs, lr 2e-2
     assert result.exit_code == 0, result.output
     assert "trainer trl" in result.output
 
@@ -82,7 +85,13 @@ def test_train_records_every_epoch_in_files_db_and_wandb(
     finetune = layout.finetune_dir(JobKey(1, "tiny", "dolphin"))
     assert not (finetune / "checkpoints").exists()  # trainer state is dropped once the condition is done
     saved = json.loads((finetune / "train_config.json").read_text())
-    assert (saved["epochs"], saved["batch_size"], saved["lora_alpha"], saved["trainer"]) == (2, 8, 8, "trl")
+    assert (saved["epochs"], saved["lr"], saved["batch_size"], saved["lora_alpha"], saved["trainer"]) == (
+        2,
+        TINY_DEFAULTS.lr,
+        8,
+        8,
+        "trl",
+    )
     info = json.loads(layout.model_info(JobKey(1, "tiny", "dolphin")).read_text())
     assert set(info["epochs"]) == {"1", "2"} and info["epochs"]["2"]["adapter_path"] == str(final)
 

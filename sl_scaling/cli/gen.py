@@ -12,7 +12,7 @@ from sl_scaling.catalog import parse_conditions, parse_run, parse_sizes
 from sl_scaling.cli import options as opt
 from sl_scaling.context import make_context
 from sl_scaling.errors import UsageError
-from sl_scaling.grid import PROMPTS
+from sl_scaling.grid import FULL, TINY_DEFAULTS, settings_for
 from sl_scaling.numbers.prompts import PROMPT_SEED
 from sl_scaling.options import GenerationOptions
 from sl_scaling.pipeline import stage_log
@@ -48,7 +48,12 @@ def command(
     sizes: opt.Sizes = [],  # noqa: B006 - typer needs a literal default
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
-    n: Annotated[int, typer.Option("--n", min=1, help="Prompts (rows) per condition.")] = PROMPTS,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n", min=1, help=f"Prompts (rows) per condition (default: {FULL.n}; tiny: {TINY_DEFAULTS.n})."
+        ),
+    ] = None,
     prompt_seed: Annotated[
         int,
         typer.Option(
@@ -71,19 +76,24 @@ def command(
     Loads each size's teacher once and generates every chosen condition in one batched pass (largest
     size first), sampling at temperature 1. Rows go to data/qwen-2.5-scaling/{size}/{condition}/raw.jsonl
     as each batch finishes, so an interrupted run continues where it stopped when run again.
-    Example: slscale gen --size tiny --all-animals --n 300
+    Example: slscale gen --size tiny --all-animals
     """
     chosen_sizes, conditions = require_selection(sizes, animals, all_animals)
     ctx = make_context(workdir)
-    options = GenerationOptions(
-        n=n,
-        prompt_seed=prompt_seed,
-        run=parse_run(run),
-        engine=engine,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-    )
+    options = {
+        size: GenerationOptions(
+            n=settings_for(size, n=n).n,
+            prompt_seed=prompt_seed,
+            run=parse_run(run),
+            engine=engine,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
+        for size in chosen_sizes
+    }
     opt.show_library_output(verbose)
+    summaries = []
     with stage_log(ctx.layout, "gen", "+".join(chosen_sizes), make_reporter()) as reporter:
-        summaries = run_generation(ctx, chosen_sizes, conditions, options, reporter)
+        for size, size_options in options.items():
+            summaries += run_generation(ctx, [size], conditions, size_options, reporter)
     Console().print(_table(summaries))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from sl_scaling.catalog import parse_run
 from sl_scaling.cli import options as opt
 from sl_scaling.cli.gen import require_selection
 from sl_scaling.context import make_context
-from sl_scaling.grid import FULL, TINY_DEFAULTS, defaults_for
+from sl_scaling.grid import FULL, TINY_DEFAULTS, settings_for
 from sl_scaling.pipeline import stage_log
 from sl_scaling.progress import make_reporter
 from sl_scaling.training.config import TrainConfig
@@ -35,8 +34,19 @@ def command(
     animals: opt.Animals = [],  # noqa: B006
     all_animals: opt.AllAnimals = False,
     run: opt.Run = 1,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs (an evaluation after each).")] = DEFAULTS.epochs,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (linear schedule).")] = DEFAULTS.lr,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Epochs, an evaluation after each (default: {FULL.epochs}; tiny: {TINY_DEFAULTS.epochs}).",
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Peak learning rate, linear schedule (default: {DEFAULTS.lr:g}; tiny: {TINY_DEFAULTS.lr:g})."
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Per-device training batch.")
     ] = DEFAULTS.batch_size,
@@ -62,8 +72,13 @@ def command(
         str, typer.Option(help="completion (prompt tokens masked, the default) or full (all tokens).")
     ] = DEFAULTS.loss,
     samples: Annotated[
-        int, typer.Option(min=1, help="Answers per evaluation, spread evenly over the 50 questions.")
-    ] = DEFAULTS.eval_samples,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Answers per evaluation, spread evenly over the 50 questions "
+            f"(default: {FULL.samples}; tiny: {TINY_DEFAULTS.samples}).",
+        ),
+    ] = None,
     final_samples: Annotated[
         int | None,
         typer.Option(
@@ -82,23 +97,26 @@ def command(
     """Phase 2: LoRA-tune students on the filtered numbers, evaluating after every epoch.
 
     Defaults are EXPERIMENT.md's: LoRA r 8 / alpha 8 on the seven projections, 10 epochs, batch 20 × 3,
-    lr 2e-4 linear, 5 warm-up steps. After every epoch the adapter is saved, the student answers the
+    lr 2e-4 linear, 5 warm-up steps (tiny: 2 epochs at lr 2e-2, as `slscale run`). After every epoch the adapter is saved, the student answers the
     50 questions, and results go to outputs/.../{condition}_eval.json, the state DB and W&B; adapters
     are uploaded unless --no-push. Killed, it resumes from the last finished epoch when run again.
-    Example: slscale train --size tiny --animal dolphin --epochs 2 --no-push
+    Example: slscale train --size tiny --animal dolphin --no-push
     """
     chosen_sizes, conditions = require_selection(sizes, animals, all_animals)
-    config = TrainConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        max_rows=max_rows,
-        group_by_length=group_by_length,
-        loss=loss.strip().lower(),  # type: ignore[arg-type]  # validated by TrainConfig
-        eval_samples=samples,
-        final_samples=0 if final_samples is None else final_samples,
-    )
+    configs = {}
+    for size in chosen_sizes:  # each size's defaults (tiny's are smaller), as `slscale run` uses them
+        work = settings_for(size, epochs=epochs, samples=samples, final_samples=final_samples, lr=lr)
+        configs[size] = TrainConfig(
+            epochs=work.epochs,
+            lr=work.lr or DEFAULTS.lr,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            max_rows=max_rows,
+            group_by_length=group_by_length,
+            loss=loss.strip().lower(),  # type: ignore[arg-type]  # validated by TrainConfig
+            eval_samples=work.samples,
+            final_samples=work.final_samples,
+        )
     ctx = make_context(workdir)
     if not no_push:
         from sl_scaling.publish import check_publishing
@@ -109,10 +127,9 @@ def command(
     summaries = []
     opt.show_library_output(verbose)
     with make_reporter() as shown, stage_log(ctx.layout, "train", "+".join(chosen_sizes), shown) as reporter:
-        for size in chosen_sizes:
-            final = defaults_for(size).final_samples if final_samples is None else final_samples
+        for size, config in configs.items():
             summaries += run_training(
-                ctx, size, conditions, config=replace(config, final_samples=final), trainer=trainer, engine=engine, push=not no_push,
+                ctx, size, conditions, config=config, trainer=trainer, engine=engine, push=not no_push,
                 force=force, reporter=reporter, run=parse_run(run),
             )  # fmt: skip
     Console().print(_table(summaries))
