@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 
 class SlscaleError(Exception):
     """A failure the user can act on. The message is the whole story: say what to do."""
@@ -56,3 +59,17 @@ def describe(error: BaseException) -> str:
         return str(error)
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a batch scheduler's stop): handled as Ctrl-C is, so every path that records an
+    interruption and keeps finished work runs for it too."""
+
+
+def interrupt_on_sigterm() -> None:
+    """From now on SIGTERM raises `Terminated` in this process's main thread."""
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminated)

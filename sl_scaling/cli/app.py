@@ -6,6 +6,7 @@ import typer
 
 from sl_scaling.cli import bench, evaluate, filter, gen, plot, push, report, run, status, train
 from sl_scaling.cli.errors import ErrorHandlingGroup
+from sl_scaling.errors import interrupt_on_sigterm
 
 app = typer.Typer(
     name="slscale",
@@ -36,4 +37,5 @@ app.command("report")(report.command)
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # `kill` and schedulers stop a command as Ctrl-C does: work recorded, exit 143
     app()

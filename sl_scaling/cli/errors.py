@@ -1,4 +1,5 @@
-"""Known errors → one red line on stderr and an exit code; Ctrl-C → 130; tracebacks only when asked."""
+"""Known errors → one red line on stderr and an exit code; Ctrl-C → 130, SIGTERM → 143; tracebacks only
+when asked."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from sl_scaling.errors import SlscaleError
+from sl_scaling.errors import SlscaleError, Terminated
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + the signal, as a shell reports them
 
 
 def debug_enabled() -> bool:
@@ -47,11 +48,16 @@ class ErrorHandlingGroup(TyperGroup):
         except BrokenPipeError:  # `slscale … | head`: the reader left; nothing to report
             sys.stderr.close()
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debug_enabled():
                 raise
-            error_line("interrupted; finished work is kept, run the same command again to resume")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            how, code = (
+                ("terminated (SIGTERM)", EXIT_TERMINATED)
+                if isinstance(exc, Terminated)
+                else ("interrupted", EXIT_INTERRUPTED)
+            )
+            error_line(f"{how}; finished work is kept, run the same command again to resume")
+            raise typer.Exit(code) from None
         except Exception as exc:  # the last line of defence: one line, not a traceback
             if debug_enabled():
                 raise

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
-from sl_scaling.errors import SlscaleError
+from sl_scaling.errors import SlscaleError, Terminated, interrupt_on_sigterm
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, describe, note_retry, record_outcome
 from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
@@ -58,6 +59,7 @@ def _worker(
     settings: Settings, job: Job, work: Work, messages: Any, device: int | None
 ) -> None:  # pragma: no cover - runs in the spawned process (its effects are tested)
     """A shared job's process: pinned to its GPU, reporting and ending through `messages`."""
+    interrupt_on_sigterm()  # the driver passes a SIGTERM on: the job then records its interruption
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
     ctx = Context(settings=settings, layout=Layout(settings.workdir))
@@ -150,9 +152,14 @@ class LocalExecutor:
                     self._collect(ctx, ledger, running, messages, reporter)
                 elif not progressed:
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             for entry in running.values():
-                entry.process.join(timeout=30)  # the worker got the Ctrl-C too: let it record that
+                if isinstance(exc, Terminated) and entry.process.pid is not None:
+                    os.kill(
+                        entry.process.pid, signal.SIGTERM
+                    )  # a Ctrl-C reaches the workers itself, SIGTERM not
+            for entry in running.values():
+                entry.process.join(timeout=30)  # let the worker record its interruption
                 if entry.process.is_alive():
                     entry.process.terminate()
             raise

@@ -1,5 +1,6 @@
 """Readers and other jobs work while `gen`/`train` write; a second writer of the same job is refused;
-Ctrl-C (SIGINT) marks the stage interrupted, keeps what finished and exits 130."""
+Ctrl-C (SIGINT) marks the stage interrupted, keeps what finished and exits 130; SIGTERM (`kill`, a scheduler's
+stop) does the same and exits 143, in `run`'s worker processes too."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from harness import (
+    GEN_N,
     TINY,
     TRAIN,
     Running,
@@ -42,13 +45,14 @@ def error_line(stderr: str) -> str:
     return lines[-1]
 
 
-def interrupt(running: Running) -> str:
-    """Ctrl-C: exit 130, no traceback, one error line saying finished work is kept."""
-    running.signal(signal.SIGINT)
+def interrupt(running: Running, how: signal.Signals = signal.SIGINT) -> str:
+    """Ctrl-C (exit 130) or SIGTERM (143): no traceback, one error line saying finished work is kept."""
+    running.signal(how)
     result = running.wait()
-    assert result.code == 130, result.output
+    assert result.code == 128 + how, result.output
     line = error_line(result.stderr)
-    assert line.startswith("error: interrupted") and "kept" in line, line
+    said = "error: interrupted" if how == signal.SIGINT else "error: terminated (SIGTERM)"
+    assert line.startswith(said) and "kept" in line, line
     return result.stderr
 
 
@@ -79,6 +83,39 @@ def test_while_gen_writes_readers_work_a_second_gen_is_refused_and_ctrl_c_keeps_
     kept = jsonl(raw)
     indices = [r["index"] for r in kept]  # in the order batches finished
     assert len(indices) >= 4 and len(set(indices)) == len(indices)
+
+
+def test_sigterm_stops_gen_as_ctrl_c_does(
+    workdir: Path, cli: Callable[..., Running], tiny_model: Path
+) -> None:
+    raw = Layout(workdir).raw_jsonl(DOG)
+    writer = cli(*LONG_GEN)
+    wait_until(writer, lambda: whole_lines(raw) >= 4, "the first rows")
+    interrupt(writer, signal.SIGTERM)
+    assert stage_status(workdir, DOG, "gen") == INTERRUPTED
+    assert db_rows(workdir, "SELECT * FROM locks") == []
+    assert len(jsonl(raw)) >= 4
+
+
+def test_sigterm_stops_runs_trainings_in_their_worker_processes(
+    workdir: Path, generated: Path, cli: Callable[..., Running]
+) -> None:
+    """`run` trains tiny's conditions in worker processes (one per core): the driver passes SIGTERM on,
+    each training records its interruption and keeps its finished epochs."""
+    copy_workdir(generated, workdir)
+    cat = JobKey(1, TINY, "cat")
+    driver = cli(
+        "run", "--size", TINY, "--animal", "dog", "--animal", "cat", "--n", str(GEN_N), "--epochs", "60",
+        "--samples", "10", "--no-push",
+    )  # fmt: skip
+    wait_until(driver, lambda: recorded_epochs(workdir, DOG)[:1] == [1], "dog's epoch 1 recorded")
+    signalled = time.monotonic()
+    interrupt(driver, signal.SIGTERM)
+    assert time.monotonic() - signalled < 25  # well within a scheduler's grace period before SIGKILL
+    assert stage_status(workdir, DOG, "train") == INTERRUPTED
+    assert stage_status(workdir, cat, "train") in (INTERRUPTED, None)  # on the other core, or not started
+    assert recorded_epochs(workdir, DOG)[0] == 1
+    assert db_rows(workdir, "SELECT * FROM locks") == []
 
 
 def test_while_train_writes_status_plot_and_eval_work_and_ctrl_c_keeps_epochs(
