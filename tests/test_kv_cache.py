@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache
 
+from sl_scaling.engines.base import Sampling
 from sl_scaling.engines.hf import HFEngine
 from sl_scaling.engines.kv_cache import GrowingCache, GrowingLayer
 
@@ -41,15 +41,10 @@ def test_generate_draws_the_same_tokens_as_with_transformers_cache(tiny_model: P
     width = max(map(len, prompts))
     ids = torch.tensor([[engine.pad_id] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    config = GenerationConfig(
-        do_sample=True,
-        top_k=0,
-        top_p=1.0,
-        min_new_tokens=40,
-        max_new_tokens=40,
-        eos_token_id=engine.eos_ids,
-        pad_token_id=engine.pad_id,
-    )
+    config = engine._generation_config(
+        Sampling(temperature=1.0, max_new_tokens=40)
+    )  # what the engine samples with
+    config.min_new_tokens = 40  # the tiny model would end some rows early
     outputs = []
     for cache in (None, GrowingCache(new_tokens=8)):  # room for 8: it grows along the way
         torch.manual_seed(7)
