@@ -80,20 +80,17 @@ def command(
     """
     chosen_sizes, conditions = require_selection(sizes, animals, all_animals)
     ctx = make_context(workdir)
-    options = {
-        size: GenerationOptions(
-            n=settings_for(size, n=n).n,
-            prompt_seed=prompt_seed,
-            run=parse_run(run),
-            engine=engine,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-        )
-        for size in chosen_sizes
-    }
     opt.show_library_output(verbose)
     summaries = []
     with stage_log(ctx.layout, "gen", "+".join(chosen_sizes), make_reporter()) as reporter:
-        for size, size_options in options.items():
-            summaries += run_generation(ctx, [size], conditions, size_options, reporter)
+        for size in chosen_sizes:  # each size's --n default (tiny's is smaller), as `slscale run` uses it
+            options = GenerationOptions(
+                n=settings_for(size, n=n).n,
+                prompt_seed=prompt_seed,
+                run=parse_run(run),
+                engine=engine,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+            )
+            summaries += run_generation(ctx, [size], conditions, options, reporter)
     Console().print(_table(summaries))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,39 +33,18 @@ class PortableSFTTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, lora_input_cast: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.lora_input_cast = lora_input_cast
+        self.skip_lora_input_cast = not lora_input_cast and self.args.bf16
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         if fused_loss_available(model):
-            with self._lora_input_cast(model):
+            from peft.helpers import disable_input_dtype_casting
+
+            with disable_input_dtype_casting(model, active=self.skip_lora_input_cast):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs["use_cache"] = False
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
-
-    @contextmanager
-    def _lora_input_cast(self, model: Any) -> Iterator[None]:
-        if self.lora_input_cast or not self.args.bf16:
-            yield
-            return
-        layers = lora_layers(model)
-        for layer in layers:
-            layer.cast_input_dtype_enabled = False
-        try:
-            yield
-        finally:
-            for layer in layers:
-                layer.cast_input_dtype_enabled = True
-
-
-def lora_layers(model: Any) -> list[Any]:
-    """PEFT's LoRA layers of `model` (those with PEFT's input cast), found once per model."""
-    cached = getattr(model, "_slscale_lora_layers", None)
-    if cached is None:
-        cached = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
-        model._slscale_lora_layers = cached
-    return cached
 
 
 def lora_config(config: TrainConfig) -> Any:
