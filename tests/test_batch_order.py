@@ -7,6 +7,7 @@ draw the same rows for the same seed, whatever the micro-batch split.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import AttentionInterface
 from transformers.training_args import OptimizerNames
 from trl import SFTConfig, SFTTrainer
 
 from sl_scaling.numbers import sample_prompts
 from sl_scaling.training.config import TrainConfig
 from sl_scaling.training.data import Row, build_dataset
+from sl_scaling.training.packed import PACKED_ATTENTION, packed_attention_forward
 from sl_scaling.training.speed import TrainingSpeed
 from sl_scaling.training.trl import TrlBackend, sft_trainer
 
@@ -39,9 +42,18 @@ def loaded(tiny_model: Path) -> tuple[Any, Any, Any]:
     return model, tokenizer, build_dataset(tokenizer, rows, max_length=500, loss="completion")
 
 
-def ours(loaded: tuple[Any, Any, Any], tmp_path: Path, *, micro_batch: int, **config: Any) -> Any:
+def ours(
+    loaded: tuple[Any, Any, Any],
+    tmp_path: Path,
+    *,
+    micro_batch: int,
+    padding_free: bool = False,
+    **config: Any,
+) -> Any:
     model, tokenizer, dataset = loaded
-    speed = TrainingSpeed(gradient_checkpointing=False, micro_batch=micro_batch, tf32=False)
+    speed = TrainingSpeed(
+        gradient_checkpointing=False, micro_batch=micro_batch, tf32=False, padding_free=padding_free
+    )
     return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
 
 
@@ -59,6 +71,18 @@ def reference(loaded: tuple[Any, Any, Any], tmp_path: Path) -> Any:
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
+def rows_of(batch: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    """A micro-batch's rows, unpadded: by the attention mask, or, flattened, where position ids restart."""
+    if "attention_mask" in batch:
+        return [
+            tuple(ids[mask.bool()].tolist())
+            for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        ]
+    ids, positions = batch["input_ids"].reshape(-1).tolist(), batch["position_ids"].reshape(-1).tolist()
+    starts = [i for i, p in enumerate(positions) if p == 0] + [len(ids)]
+    return [tuple(ids[a:b]) for a, b in itertools.pairwise(starts)]
+
+
 def step_rows(trainer: Any, epochs: int = 2) -> list[Counter]:
     """The multiset of rows (their unpadded token ids) of every optimizer step, epoch by epoch."""
     loader = trainer.get_train_dataloader()
@@ -66,13 +90,7 @@ def step_rows(trainer: Any, epochs: int = 2) -> list[Counter]:
     steps: list[Counter] = []
     for epoch in range(epochs):
         loader.set_epoch(epoch)
-        batches = [
-            [
-                tuple(ids[mask.bool()].tolist())
-                for ids, mask in zip(b["input_ids"], b["attention_mask"], strict=True)
-            ]
-            for b in loader
-        ]
+        batches = [rows_of(b) for b in loader]
         for start in range(0, len(batches), accumulation):
             steps.append(Counter(row for batch in batches[start : start + accumulation] for row in batch))
     return steps
@@ -86,22 +104,37 @@ def test_every_step_has_the_reference_samplers_rows_whatever_the_micro_batch(
     assert expected[:3] != expected[3:]  # reshuffled every epoch
     assert step_rows(ours(loaded, tmp_path, micro_batch=20)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=60)) == expected
+    assert step_rows(ours(loaded, tmp_path, micro_batch=20, padding_free=True)) == expected
     # The opt-in changes which rows share a step (that is why it is not the default).
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, group_by_length=True)) != expected
 
 
-def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3(
-    loaded: tuple[Any, Any, Any], tmp_path: Path
+def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_or_padding_free(
+    loaded: tuple[Any, Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    packed_calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        packed_calls.append(args[1].shape[2])  # the flattened micro-batch's tokens
+        return packed_attention_forward(*args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, PACKED_ATTENTION, counted)
     model = loaded[0]
     start = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
     after, losses = [], []
-    for micro_batch in (20, 60):
+    for micro_batch, padding_free in ((20, False), (60, False), (60, True), (20, True)):
         with torch.no_grad():
             for name, value in model.named_parameters():
                 if name in start:
                     value.copy_(start[name])
-        trainer = ours(loaded, tmp_path / str(micro_batch), micro_batch=micro_batch, lr=1.0, warmup_steps=0)
+        trainer = ours(
+            loaded,
+            tmp_path / f"{micro_batch}-{padding_free}",
+            micro_batch=micro_batch,
+            padding_free=padding_free,
+            lr=1.0,
+            warmup_steps=0,
+        )
         # Plain SGD: the update is the step's gradient itself, so float noise cannot flip an Adam-normalised
         # near-zero coordinate into a full ±lr difference (it did, in 2 of 3,072 coordinates, under Adam).
         trainer.args.optim = OptimizerNames.SGD
@@ -111,8 +144,11 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3(
         assert type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)) is torch.optim.SGD
         losses.append(next(log["loss"] for log in trainer.state.log_history if "loss" in log))
         after.append({k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad})
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)  # the step's loss: normalised by all its tokens
+    assert packed_calls  # the padding-free steps ran packed attention (SDPA would silently mask them)
+    # The step's loss: normalised by all its tokens, however the rows are split or laid out.
+    assert losses[1:] == pytest.approx([losses[0]] * 3, rel=1e-5)
     moved = max((after[0][k] - start[k]).abs().max().item() for k in start)
     assert moved > 1e-3
-    for name in start:
-        torch.testing.assert_close(after[0][name], after[1][name], rtol=1e-4, atol=1e-3 * moved)
+    for other in after[1:]:
+        for name in start:
+            torch.testing.assert_close(after[0][name], other[name], rtol=1e-4, atol=1e-3 * moved)

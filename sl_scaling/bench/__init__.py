@@ -16,5 +16,6 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "micro-batch-20": ({}, {"micro_batch": 20}),
     "no-liger": ({}, {"liger_kernel": False}),
     "lora-input-cast": ({}, {"lora_input_cast": True}),
+    "padded": ({}, {"padding_free": False}),
     "length-grouped": ({"group_by_length": True}, {}),
 }

@@ -8,7 +8,10 @@ Why each default (benchmarks/README.md has the figures behind them):
   (`TrainConfig.group_by_length`, the experiment's opt-in, off; the bench only measures it);
 - Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (TRL keeps its own fused
   LM head, which already scores only the completion's positions);
-- bf16, TF32 matmuls, PyTorch's SDPA attention (FlashAttention-2 is not on the lent machine);
+- bf16, TF32 matmuls;
+- padding-free micro-batches where PyTorch's FlashAttention varlen kernel runs (`training/packed.py`): the
+  rows of a micro-batch as one sequence, so no matmul runs on padding (~14% of a padded micro-batch's
+  tokens); each row attends to itself only, and the loss is the padded batch's;
 - no copy of a LoRA layer's input to float32 (PEFT's default casts it to the adapter's dtype, and autocast
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
   with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`).
@@ -50,10 +53,10 @@ class TrainingSpeed:
     #: `effective_batch // micro_batch` passes: the same rows per optimizer step and the same loss, since
     #: the loss is normalised by the tokens of the whole step (TRL's `num_items_in_batch`).
     micro_batch: int = 20
-    padding_free: bool = False
     liger_kernel: bool = False
-    attn_implementation: str = "sdpa"
     tf32: bool = True
+    #: Each micro-batch's rows as one flattened sequence with per-row attention (`training/packed.py`).
+    padding_free: bool = False
     #: PEFT's cast of each LoRA layer's input to float32 (a copy autocast undoes); off on a GPU under bf16.
     lora_input_cast: bool = True
     reason: str = ""
@@ -125,6 +128,8 @@ def choose_training_speed(
     of the GPU's memory (below 1 when several trainings share the GPU)."""
     import torch
 
+    from sl_scaling.training.packed import varlen_kernel_available
+
     on_gpu = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if not on_gpu:
         return TrainingSpeed(
@@ -142,6 +147,7 @@ def choose_training_speed(
         gradient_checkpointing=micro is None,
         micro_batch=micro or batch_size,
         liger_kernel=liger_available(),
+        padding_free=varlen_kernel_available(),
         lora_input_cast=False,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )

@@ -14,6 +14,7 @@ from transformers import PrinterCallback, Trainer
 from trl import SFTTrainer
 
 from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.packed import packed_attention, row_boundaries
 from sl_scaling.training.speed import TrainingSpeed, choose_training_speed
 
 
@@ -29,11 +30,21 @@ class PortableSFTTrainer(SFTTrainer):
 
     With `lora_input_cast` off, the training forward passes skip PEFT's copy of each LoRA layer's input
     to float32: under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway.
-    Only the training forward: evaluation inside training runs outside autocast and needs the cast."""
+    Only the training forward: evaluation inside training runs outside autocast and needs the cast.
+
+    Padding-free (`padding_free`), each micro-batch is one flattened sequence: its training step runs with
+    packed attention (`training/packed.py`), given the rows' boundaries."""
 
     def __init__(self, *args: Any, lora_input_cast: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.skip_lora_input_cast = not lora_input_cast and self.args.bf16
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        if not self.padding_free:
+            return super().training_step(model, inputs, num_items_in_batch)
+        with packed_attention(model):
+            packed = {**inputs, **row_boundaries(inputs["position_ids"])}
+            return super().training_step(model, packed, num_items_in_batch)
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
@@ -124,6 +135,7 @@ def training_speed(
             speed,
             gradient_checkpointing=False,
             liger_kernel=False,
+            padding_free=False,
             lora_input_cast=True,
             reason="checkpointing and kernels: the backend's own",
         )
