@@ -16,6 +16,8 @@ case "$1" in
       tests/gpu/test_lora_input_cast_gpu.py 2>&1 | tee "$OUT/tests.log" | grep -v '^\s*$' | tail -25
     bench train-7b 200 --size 7b --train-variant padded ;;
   large)
+    timeout 60 python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_packed_attention_gpu.py -k kernel 2>&1 \
+      | tee "$OUT/tests-kernel.log" | grep -v '^\s*$' | tail -8
     bench train-14b 250 --size 14b --train-variant padded
     bench train-32b 250 --size 32b --fit-only 32b ;;
   small)

@@ -42,7 +42,7 @@ def test_the_varlen_kernel_attends_each_row_as_sdpa_does_alone() -> None:
     positions = torch.cat([torch.arange(n) for n in lengths])[None].cuda()
 
     def run(attend: object, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        inputs = [t.to(dtype).requires_grad_() for t in exact]
+        inputs = [t.detach().to(dtype).clone().requires_grad_() for t in exact]
         out = attend(*inputs)  # type: ignore[operator]
         out.backward(grad_out.to(dtype))
         return out.float(), [t.grad.float() for t in inputs]
