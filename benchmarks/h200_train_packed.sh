@@ -4,7 +4,9 @@
 #   tests  — the GPU tests (kernel vs per-row SDPA; padding-free vs padded training; the LoRA cast), then 7b
 #            default and padded in one call;
 #   large  — 14b default and padded, 32b default;
-#   small  — 0.5b, 1.5b, 3b: alone, and side by side as `slscale run` trains them.
+#   small  — 0.5b, 1.5b, 3b: alone, and side by side as `slscale run` trains them;
+#   planner — after the memory planner's recalibration on these peaks: 14b at its new 60 × 1, then 0.5b × 4 and
+#            × 6 and 1.5b × 4 under CUDA MPS.
 source benchmarks/device-env.sh wheels-core wheels-fast
 python3 -c 'import torch, inspect; from torch.nn.attention.varlen import varlen_attn as f; print(torch.__version__, inspect.signature(f))'
 bench() { local name=$1 limit=$2; shift 2
@@ -24,4 +26,11 @@ case "$1" in
     bench train-0.5b 170 --size 0.5b
     bench train-1.5b 190 --size 1.5b --fit-only 1.5b
     bench train-3b 190 --size 3b --fit-only 3b ;;
+  planner)
+    bench train-14b-60 150 --size 14b --fit-only 14b
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+    mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY && nvidia-cuda-mps-control -d && echo "MPS on"
+    bench train-0.5b-mps 150 --size 0.5b --fit-only 0.5b --trainings 4 --trainings 6
+    bench train-1.5b-mps 120 --size 1.5b --fit-only 1.5b --trainings 4
+    echo quit | nvidia-cuda-mps-control ;;
 esac
