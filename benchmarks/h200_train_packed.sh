@@ -30,7 +30,7 @@ case "$1" in
     bench train-14b-60 150 --size 14b --fit-only 14b
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
     mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY && nvidia-cuda-mps-control -d && echo "MPS on"
-    bench train-0.5b-mps 150 --size 0.5b --fit-only 0.5b --trainings 4 --trainings 6
-    bench train-1.5b-mps 120 --size 1.5b --fit-only 1.5b --trainings 4
+    bench train-0.5b-mps 190 --size 0.5b --fit-only 0.5b --trainings 4 --trainings 6
+    bench train-1.5b-mps 130 --size 1.5b --fit-only 1.5b --trainings 4
     echo quit | nvidia-cuda-mps-control ;;
 esac
