@@ -37,7 +37,8 @@ PLANNING_TOKENS_PER_ROW = 175
 CALIBRATED_MICRO_BATCH, UNCALIBRATED_MARGIN = 20, 1.25
 #: Conditions of a size trained at once on one GPU (each in its own process, each with its share of the
 #: memory): one training of a small size is bound by per-step overhead, not the GPU. Measured on an H200
-#: (benchmarks/README.md): 1.5b × 3 gives 1.36× the rows/s of one, 3b × 2 1.48×; 0.5b × 4 is not measured yet.
+#: (benchmarks/README.md, 2026-12-03, padding-free): 0.5b × 4 gives 2.73× the rows/s of one, 1.5b × 3 1.46×,
+#: 3b × 2 1.08× (more with CUDA MPS, which the user starts).
 TRAININGS_PER_GPU = {"0.5b": 4, "1.5b": 3, "3b": 2}
 
 
