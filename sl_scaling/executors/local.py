@@ -51,7 +51,7 @@ def mps_notice(jobs: Sequence[Job], gpus: int) -> str | None:
         return None
     return (
         "trainings sharing a GPU take turns on it without CUDA MPS; `nvidia-cuda-mps-control -d` before the run "
-        "lets them overlap (1.1–1.25× measured on an H200; stop it with `echo quit | nvidia-cuda-mps-control`)"
+        "lets them overlap (1.1–1.3× measured on an H200; stop it with `echo quit | nvidia-cuda-mps-control`)"
     )
 
 
