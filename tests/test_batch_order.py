@@ -48,11 +48,12 @@ def ours(
     *,
     micro_batch: int,
     padding_free: bool = False,
+    checkpointing: bool = False,
     **config: Any,
 ) -> Any:
     model, tokenizer, dataset = loaded
     speed = TrainingSpeed(
-        gradient_checkpointing=False, micro_batch=micro_batch, tf32=False, padding_free=padding_free
+        gradient_checkpointing=checkpointing, micro_batch=micro_batch, tf32=False, padding_free=padding_free
     )
     return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
 
@@ -122,16 +123,24 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_or_paddi
     model = loaded[0]
     start = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
     after, losses = [], []
-    for micro_batch, padding_free in ((20, False), (60, False), (60, True), (20, True)):
+    # The last: padding-free with gradient checkpointing, whose backward recomputes the packed forward.
+    for micro_batch, padding_free, checkpointing in (
+        (20, False, False),
+        (60, False, False),
+        (60, True, False),
+        (20, True, False),
+        (20, True, True),
+    ):
         with torch.no_grad():
             for name, value in model.named_parameters():
                 if name in start:
                     value.copy_(start[name])
         trainer = ours(
             loaded,
-            tmp_path / f"{micro_batch}-{padding_free}",
+            tmp_path / f"{micro_batch}-{padding_free}-{checkpointing}",
             micro_batch=micro_batch,
             padding_free=padding_free,
+            checkpointing=checkpointing,
             lr=1.0,
             warmup_steps=0,
         )
@@ -146,7 +155,8 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_or_paddi
         after.append({k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad})
     assert packed_calls  # the padding-free steps ran packed attention (SDPA would silently mask them)
     # The step's loss: normalised by all its tokens, however the rows are split or laid out.
-    assert losses[1:] == pytest.approx([losses[0]] * 3, rel=1e-5)
+    model.gradient_checkpointing_disable()
+    assert losses[1:] == pytest.approx([losses[0]] * 4, rel=1e-5)
     moved = max((after[0][k] - start[k]).abs().max().item() for k in start)
     assert moved > 1e-3
     for other in after[1:]:
