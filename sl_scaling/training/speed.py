@@ -25,9 +25,9 @@ from typing import Any
 
 #: Bytes of saved activations per token and layer, per (hidden, intermediate) element, in bf16.
 #: Calibrated on the H200 (2026-12-03: padding-free, no LoRA input cast; sl_scaling/bench/records/h200.json):
-#: peaks of 103.4 GiB at 32b 20 × 3 (61.0 of them weights), 57.8 GiB at 14b 30 × 2, 51.3 GiB at 7b 60 × 1 for
-#: rows of ~143 tokens — the formula gives 40–45 GiB, 30–31 GiB and 35–36 GiB for those tokens (before: 10
-#: and 4, calibrated on padded batches with the cast, 121.9 GiB at 32b).
+#: above the weights, 32b at 20 × 3, 14b at 30 × 2 and 7b at 60 × 1 peaked 42.4, 30.3 and 37.1 GiB for rows of
+#: ~143 tokens; the formula gives 42.2, 31.6 and 38.2 GiB for those tokens (it was 10 and 4, calibrated on
+#: padded batches with the cast).
 _ACT_HIDDEN, _ACT_INTERMEDIATE, _BYTES = 8, 3, 2
 #: Memory kept free for the optimizer state, the CUDA context, allocator slack and evaluation.
 _RESERVE_BYTES = 6 * 2**30
