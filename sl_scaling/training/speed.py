@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 #: Bytes of saved activations per token and layer, per (hidden, intermediate) element, in bf16.
-#: Calibrated on the H200 (2026-12-03: padding-free, no LoRA input cast; sl_scaling/bench/records/h200.json):
+#: Calibrated on the H200 (2026-12-03: padding-free, no LoRA input cast; benchmarks/results/raw-2026-12-03-packed):
 #: above the weights, 32b at 20 × 3, 14b at 30 × 2 and 7b at 60 × 1 peaked 42.4, 30.3 and 37.1 GiB for rows of
 #: ~143 tokens; the formula gives 42.2, 31.6 and 38.2 GiB for those tokens (it was 10 and 4, calibrated on
 #: padded batches with the cast).
