@@ -41,9 +41,8 @@ def test_generate_draws_the_same_tokens_as_with_transformers_cache(tiny_model: P
     width = max(map(len, prompts))
     ids = torch.tensor([[engine.pad_id] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    config = engine._generation_config(
-        Sampling(temperature=1.0, max_new_tokens=40)
-    )  # what the engine samples with
+    # What the engine samples with.
+    config = engine._generation_config(Sampling(temperature=1.0, max_new_tokens=40))
     config.min_new_tokens = 40  # the tiny model would end some rows early
     outputs = []
     for cache in (None, GrowingCache(new_tokens=8)):  # room for 8: it grows along the way

@@ -99,7 +99,8 @@ def command(
     Defaults are EXPERIMENT.md's: LoRA r 8 / alpha 8 on the seven projections, 10 epochs, batch 20 × 3,
     lr 2e-4 linear, 5 warm-up steps (tiny: 2 epochs at lr 2e-2, as `slscale run`). After every epoch
     the adapter is saved, the student answers the 50 questions, and results go to
-    outputs/.../{condition}_eval.json, the state DB and W&B; adapters are uploaded unless --no-push. Killed, it resumes from the last finished epoch when run again.
+    outputs/.../{condition}_eval.json, the state DB and W&B; adapters are uploaded unless --no-push.
+    Killed, it resumes from the last finished epoch when run again.
     Example: slscale train --size tiny --animal dolphin --no-push
     """
     chosen_sizes, conditions = require_selection(sizes, animals, all_animals)

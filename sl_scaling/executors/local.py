@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import pickle
 import queue
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +152,9 @@ class LocalExecutor:
                 elif not progressed:
                     break
         except KeyboardInterrupt as exc:
-            for entry in running.values():
-                if isinstance(exc, Terminated) and entry.process.pid is not None:
-                    os.kill(
-                        entry.process.pid, signal.SIGTERM
-                    )  # a Ctrl-C reaches the workers itself, SIGTERM not
+            if isinstance(exc, Terminated):  # a Ctrl-C reaches the workers itself, a SIGTERM does not
+                for entry in running.values():
+                    entry.process.terminate()  # SIGTERM: the worker records its interruption
             for entry in running.values():
                 entry.process.join(timeout=30)  # let the worker record its interruption
                 if entry.process.is_alive():
