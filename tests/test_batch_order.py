@@ -20,8 +20,10 @@ from transformers.training_args import OptimizerNames
 from trl import SFTConfig, SFTTrainer
 
 from sl_scaling.numbers import sample_prompts
+from sl_scaling.training import fused_lora as fused_lora_module
 from sl_scaling.training.config import TrainConfig
 from sl_scaling.training.data import Row, build_dataset
+from sl_scaling.training.fused_lora import fused_lora_forward
 from sl_scaling.training.packed import PACKED_ATTENTION, packed_attention_forward
 from sl_scaling.training.speed import TrainingSpeed
 from sl_scaling.training.trl import TrlBackend, sft_trainer
@@ -49,11 +51,16 @@ def ours(
     micro_batch: int,
     padding_free: bool = False,
     checkpointing: bool = False,
+    fused: bool = False,
     **config: Any,
 ) -> Any:
     model, tokenizer, dataset = loaded
     speed = TrainingSpeed(
-        gradient_checkpointing=checkpointing, micro_batch=micro_batch, tf32=False, padding_free=padding_free
+        gradient_checkpointing=checkpointing,
+        micro_batch=micro_batch,
+        tf32=False,
+        padding_free=padding_free,
+        fused_lora=fused,
     )
     return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
 
@@ -110,37 +117,47 @@ def test_every_step_has_the_reference_samplers_rows_whatever_the_micro_batch(
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, group_by_length=True)) != expected
 
 
-def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_or_padding_free(
+def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_padding_free_or_fused(
     loaded: tuple[Any, Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     packed_calls: list[int] = []
+    fused_calls: list[int] = []
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         packed_calls.append(args[1].shape[2])  # the flattened micro-batch's tokens
         return packed_attention_forward(*args, **kwargs)
 
+    def counted_fused(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        fused_calls.append(x.shape[-2])
+        return fused_lora_forward(layer, x, *args, **kwargs)
+
     monkeypatch.setitem(AttentionInterface._global_mapping, PACKED_ATTENTION, counted)
+    monkeypatch.setattr(fused_lora_module, "fused_lora_forward", counted_fused)
     model = loaded[0]
     start = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
     after, losses = [], []
-    # The last: padding-free with gradient checkpointing, whose backward recomputes the packed forward.
-    for micro_batch, padding_free, checkpointing in (
-        (20, False, False),
-        (60, False, False),
-        (60, True, False),
-        (20, True, False),
-        (20, True, True),
-    ):
+    # With checkpointing, the backward recomputes the packed (and fused) forward.
+    cases = [
+        (20, False, False, False),
+        (60, False, False, False),
+        (60, True, False, False),
+        (20, True, False, False),
+        (20, True, True, False),
+        (60, True, False, True),
+        (20, True, True, True),
+    ]
+    for micro_batch, padding_free, checkpointing, fused in cases:
         with torch.no_grad():
             for name, value in model.named_parameters():
                 if name in start:
                     value.copy_(start[name])
         trainer = ours(
             loaded,
-            tmp_path / f"{micro_batch}-{padding_free}-{checkpointing}",
+            tmp_path / f"{micro_batch}-{padding_free}-{checkpointing}-{fused}",
             micro_batch=micro_batch,
             padding_free=padding_free,
             checkpointing=checkpointing,
+            fused=fused,
             lr=1.0,
             warmup_steps=0,
         )
@@ -154,9 +171,10 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_or_paddi
         losses.append(next(log["loss"] for log in trainer.state.log_history if "loss" in log))
         after.append({k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad})
     assert packed_calls  # the padding-free steps ran packed attention (SDPA would silently mask them)
+    assert fused_calls  # and the fused steps the fused LoRA forward
     # The step's loss: normalised by all its tokens, however the rows are split or laid out.
     model.gradient_checkpointing_disable()
-    assert losses[1:] == pytest.approx([losses[0]] * 4, rel=1e-5)
+    assert losses[1:] == pytest.approx([losses[0]] * (len(cases) - 1), rel=1e-5)
     moved = max((after[0][k] - start[k]).abs().max().item() for k in start)
     assert moved > 1e-3
     for other in after[1:]:

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from sl_scaling.grid import FINAL_EVAL_SAMPLES
+
 #: Knobs measured beside the default on the real path, one change each: (TrainConfig, TrainingSpeed)
 #: changes. They say what each default bought; none changes which rows form a step or the loss, except
 #: `length-grouped`, the batch order the experiment no longer uses (shown for what it cost).
+#: `final-evaluation` changes no step: its epoch, the last, ends with the final evaluation in memory, as a
+#: trained condition's does in `slscale run` (the projection's time for those evaluations).
 TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "checkpointing": ({"gradient_checkpointing": True}, {}),
     "micro-batch-20": ({}, {"micro_batch": 20}),
     "no-liger": ({}, {"liger_kernel": False}),
     "lora-input-cast": ({}, {"lora_input_cast": True}),
     "padded": ({}, {"padding_free": False}),
+    "peft-lora": ({}, {"fused_lora": False}),
     "length-grouped": ({"group_by_length": True}, {}),
+    "final-evaluation": ({"final_samples": FINAL_EVAL_SAMPLES}, {}),
 }

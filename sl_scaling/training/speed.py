@@ -14,7 +14,9 @@ Why each default (benchmarks/README.md has the figures behind them):
   tokens); each row attends to itself only, and the loss is the padded batch's;
 - no copy of a LoRA layer's input to float32 (PEFT's default casts it to the adapter's dtype, and autocast
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
-  with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`).
+  with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`);
+- each LoRA layer's `base + B(A(x)) * scaling` as one `addmm` whose epilogue adds the adapter term
+  (`training/fused_lora.py`): three activation-sized tensors fewer per layer forward, one backward.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class TrainingSpeed:
     padding_free: bool = False
     #: PEFT's cast of each LoRA layer's input to float32 (a copy autocast undoes); off on a GPU under bf16.
     lora_input_cast: bool = True
+    #: Each LoRA layer's adapter term summed inside its matmul (`training/fused_lora.py`); on a GPU.
+    fused_lora: bool = False
     reason: str = ""
 
     def sft_kwargs(self, effective_batch: int) -> dict[str, Any]:
@@ -152,5 +156,6 @@ def choose_training_speed(
         liger_kernel=liger_available(),
         padding_free=varlen_kernel_available(),
         lora_input_cast=False,
+        fused_lora=True,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from transformers import PrinterCallback, Trainer
 from trl import SFTTrainer
 
 from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.fused_lora import fused_lora
 from sl_scaling.training.packed import packed_attention, row_boundaries
 from sl_scaling.training.speed import TrainingSpeed, choose_training_speed
 
@@ -28,32 +29,37 @@ class PortableSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss falls back to the model's own cross-entropy where TRL's fused kernel cannot
     run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding.
 
-    With `lora_input_cast` off, the training forward passes skip PEFT's copy of each LoRA layer's input
-    to float32: under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway.
-    Only the training forward: evaluation inside training runs outside autocast and needs the cast.
+    A training step (forward and backward, so a checkpointed layer's recompute too) runs with the speed
+    settings that change how a step is computed, never what: padding-free (`padding_free`), each
+    micro-batch is one flattened sequence with packed attention (`training/packed.py`) given the rows'
+    boundaries; with `lora_input_cast` off, PEFT's copy of each LoRA layer's input to float32 is skipped
+    (under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway); with
+    `fused_lora`, each LoRA layer adds its adapter term inside the adapter's matmul (`training/fused_lora.py`).
+    Evaluation inside training runs outside the step, on PEFT's own forward."""
 
-    Padding-free (`padding_free`), each micro-batch is one flattened sequence: its training step runs with
-    packed attention (`training/packed.py`), given the rows' boundaries."""
-
-    def __init__(self, *args: Any, lora_input_cast: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, lora_input_cast: bool = True, fused_lora: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.skip_lora_input_cast = not lora_input_cast and self.args.bf16
+        self.fused_lora = fused_lora
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
-        if not self.padding_free:
+        from peft.helpers import disable_input_dtype_casting
+
+        with ExitStack() as step:
+            step.enter_context(disable_input_dtype_casting(model, active=self.skip_lora_input_cast))
+            step.enter_context(fused_lora(model, active=self.fused_lora))
+            if self.padding_free:
+                step.enter_context(packed_attention(model))
+                inputs = {**inputs, **row_boundaries(inputs["position_ids"])}
             return super().training_step(model, inputs, num_items_in_batch)
-        with packed_attention(model):
-            packed = {**inputs, **row_boundaries(inputs["position_ids"])}
-            return super().training_step(model, packed, num_items_in_batch)
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         if fused_loss_available(model):
-            from peft.helpers import disable_input_dtype_casting
-
-            with disable_input_dtype_casting(model, active=self.skip_lora_input_cast):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs["use_cache"] = False
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
@@ -137,6 +143,7 @@ def training_speed(
             liger_kernel=False,
             padding_free=False,
             lora_input_cast=True,
+            fused_lora=False,
             reason="checkpointing and kernels: the backend's own",
         )
     if config.gradient_checkpointing is not None:
@@ -163,6 +170,7 @@ def sft_trainer(
         processing_class=tokenizer,
         callbacks=list(callbacks),
         lora_input_cast=speed.lora_input_cast,
+        fused_lora=speed.fused_lora,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
     return trainer

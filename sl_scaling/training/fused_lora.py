@@ -1,0 +1,71 @@
+"""LoRA's adapter term added inside the adapter's second matmul: `addmm(base, x·Aᵀ, Bᵀ, alpha=scaling)`.
+
+PEFT computes a LoRA layer as `base + B(A(x)) * scaling`: the product, the scaling and the sum are three
+activation-sized tensors written and read again (and the scaling's backward a fourth), in every adapted
+layer of every micro-batch — memory-bound kernels that a GPU waits on. One `addmm` does the same sum in the
+matmul's epilogue (cuBLAS' `beta = 1`). Same rows, same loss and the same gradients; the adapter's product
+is rounded once (with the sum) instead of twice, so the values agree up to bf16 rounding.
+
+Only vanilla LoRA is fused (no dropout: EXPERIMENT.md's is 0; no DoRA, no LoRA bias), and only where the
+matmul's operands agree in dtype or autocast casts them; any other layer or call runs PEFT's own forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import MethodType
+from typing import Any
+
+import torch
+
+
+def fusable(layer: Any) -> bool:
+    """A PEFT LoRA linear layer whose active adapters are plain `B(A(x)) * scaling` terms."""
+    from peft.tuners.lora.layer import Linear
+
+    if not isinstance(layer, Linear) or layer.merged or layer.disable_adapters or layer.lora_variant:
+        return False
+    active = [name for name in layer.active_adapters if name in layer.lora_A]
+    return all(
+        isinstance(layer.lora_dropout[name], torch.nn.Identity) and layer.lora_B[name].bias is None
+        for name in active
+    )
+
+
+def _operands_agree(layer: Any, x: torch.Tensor) -> bool:
+    """addmm needs one dtype: autocast's, or the input's, the base weight's and the adapter's alike."""
+    if torch.is_autocast_enabled(x.device.type):
+        return True
+    dtypes = {x.dtype, layer.base_layer.weight.dtype}
+    dtypes |= {layer.lora_A[name].weight.dtype for name in layer.active_adapters if name in layer.lora_A}
+    return len(dtypes) == 1
+
+
+def fused_lora_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """PEFT's `lora.Linear.forward` for vanilla LoRA, the adapter term summed by the matmul itself."""
+    if args or kwargs or not _operands_agree(layer, x):
+        return type(layer).forward(layer, x, *args, **kwargs)
+    result = layer.base_layer(x)
+    out = result.reshape(-1, result.shape[-1])
+    for name in layer.active_adapters:
+        if name not in layer.lora_A:
+            continue
+        down = layer.lora_A[name](x)
+        up = layer.lora_B[name].weight
+        out = torch.addmm(out, down.reshape(-1, down.shape[-1]), up.t(), alpha=layer.scaling[name])
+    return out.view(result.shape)
+
+
+@contextmanager
+def fused_lora(model: Any, *, active: bool = True) -> Iterator[None]:
+    """Every fusable LoRA layer of `model` runs `fused_lora_forward` while the block runs (a training step:
+    forward and backward, so a checkpointed layer recomputes with it too); PEFT's forward after."""
+    layers = [m for m in model.modules() if fusable(m)] if active else []
+    for layer in layers:
+        layer.forward = MethodType(fused_lora_forward, layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward

@@ -1,0 +1,89 @@
+"""The fused LoRA forward (`addmm` adds the adapter term): the same outputs and gradients as PEFT's own
+forward, only inside the block, and only for layers it can fuse (the GPU's bf16 check is
+tests/gpu/test_fused_lora_gpu.py; one whole training step is in tests/test_batch_order.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from sl_scaling.training.fused_lora import fusable, fused_lora, fused_lora_forward
+
+
+class Block(torch.nn.Module):
+    """Two linear layers, as in an MLP: enough for PEFT to adapt both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.Linear(16, 24, bias=True)
+        self.down = torch.nn.Linear(24, 16, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(x)))
+
+
+def adapted(**lora: Any) -> Any:
+    torch.manual_seed(0)
+    model = get_peft_model(Block(), LoraConfig(r=4, lora_alpha=8, target_modules=["up", "down"], **lora))
+    with torch.no_grad():  # B starts at zero; a non-zero B makes the adapter term count
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    return model
+
+
+def outputs_and_grads(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_forward_and_backward_equal_pefts() -> None:
+    model = adapted()
+    x = torch.randn(3, 7, 16)  # batch × tokens × features, as a transformer layer sees them
+    expected, expected_grads = outputs_and_grads(model, x)
+    with fused_lora(model):
+        switched = [m for m in model.modules() if getattr(m.forward, "__func__", None) is fused_lora_forward]
+        out, grads = outputs_and_grads(model, x)
+    assert len(switched) == 2  # both adapted layers
+    torch.testing.assert_close(out, expected)
+    assert grads.keys() == expected_grads.keys() and len(grads) == 4
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected_grads[name])
+
+
+def test_the_switch_is_scoped_and_undone_on_error() -> None:
+    model = adapted()
+    layers = [m for m in model.modules() if fusable(m)]
+    with pytest.raises(RuntimeError, match="inside"), fused_lora(model):
+        assert all(layer.forward.__func__ is fused_lora_forward for layer in layers)
+        raise RuntimeError("inside")
+    assert all("forward" not in vars(layer) for layer in layers)
+    with fused_lora(model, active=False):
+        assert all("forward" not in vars(layer) for layer in layers)
+
+
+@pytest.mark.filterwarnings("ignore:`lora_bias=True`")
+def test_layers_it_cannot_fuse_keep_pefts_forward() -> None:
+    assert not any(fusable(m) for m in adapted(lora_dropout=0.1).modules())  # dropout between x and A
+    assert not any(fusable(m) for m in adapted(use_dora=True).modules())
+    assert not any(fusable(m) for m in adapted(lora_bias=True).modules())
+
+
+def test_mixed_dtypes_without_autocast_run_pefts_forward() -> None:
+    """Evaluation in bf16 with float32 adapters: PEFT casts the input; addmm could not mix them."""
+    model = adapted()
+    model.base_model.model.to(torch.bfloat16)
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            param.data = param.data.float()
+    x = torch.randn(2, 5, 16, dtype=torch.bfloat16)
+    with torch.no_grad():
+        expected = model(x)
+        with fused_lora(model):
+            out = model(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
