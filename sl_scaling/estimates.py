@@ -25,6 +25,8 @@ RESULTS_DIR = Path(__file__).with_name("bench") / "records"
 
 #: The training bench's engine: `slscale train`'s own path (bench/train_path.py).
 TRAIN_ENGINE = "slscale-train"
+#: Its variant whose one epoch, the last, ends with the final evaluation in memory (`bench.TRAIN_VARIANTS`).
+FINAL_EVALUATION_VARIANT = "final-evaluation"
 
 
 def grid_rows(stage: str, conditions: int = len(CONDITIONS)) -> int:
@@ -101,14 +103,55 @@ def epoch_end_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def final_evaluation_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Final evaluations in memory per second of GPU time, per measured size (trainings sharing a GPU run
+    theirs side by side): a last epoch's end with the final evaluation, so one regular epoch end more than
+    the evaluation alone (an upper bound by a few seconds)."""
+    from sl_scaling.training.speed import trainings_per_gpu
+
+    return {
+        r["size"]: trainings_per_gpu(r["size"]) / float(r["epoch_end_s"])
+        for r in results
+        if "error" not in r
+        and r.get("engine") == TRAIN_ENGINE
+        and r.get("variant") == FINAL_EVALUATION_VARIANT
+        and r.get("size") in SIZE_PARAMS_B
+        and r.get("epoch_end_s")
+    }
+
+
 def train_seconds(
-    size: str, rows: int, epoch_ends: int, rates: dict[str, float], ends: dict[str, float]
+    size: str,
+    rows: int,
+    epoch_ends: int,
+    rates: dict[str, float],
+    ends: dict[str, float],
+    *,
+    finals: float = 0.0,
+    final_rates: dict[str, float] | None = None,
 ) -> float | None:
-    """GPU seconds for `rows` rows of optimizer steps and `epoch_ends` epoch ends (save + evaluation)."""
+    """GPU seconds for `rows` rows of optimizer steps, `epoch_ends` epoch ends (save + evaluation) and
+    `finals` final evaluations in memory (in 5,000-answer units; counted only where the bench timed them)."""
     rate, end_rate = interpolate(rates, size), interpolate(ends, size)
+    final_rate = interpolate(final_rates or {}, size)
     if rate is None:
         return None
-    return rows / rate + (epoch_ends / end_rate if end_rate else 0.0)
+    seconds = rows / rate + (epoch_ends / end_rate if end_rate else 0.0)
+    return seconds + (finals / final_rate if final_rate else 0.0)
+
+
+def final_evaluation_seconds(
+    size: str, eval_rates: dict[str, float], final_rates: dict[str, float], trained: int = len(CONDITIONS)
+) -> float | None:
+    """GPU seconds for a size's final evaluations as `slscale run` runs them: the `trained` conditions' in
+    memory at their last epoch (where the bench timed that), the control's at the eval stage's rate — and
+    every one at that rate where the in-memory evaluation is untimed."""
+    rate, final_rate = interpolate(eval_rates, size), interpolate(final_rates, size)
+    if rate is None:
+        return None
+    if final_rate is None:
+        return grid_rows(EVAL) / rate
+    return trained / final_rate + FINAL_EVAL_SAMPLES / rate
 
 
 def interpolate(points: dict[str, float], size: str) -> float | None:
@@ -154,11 +197,18 @@ def _readable(result: Any) -> bool:
 
 
 def estimate_stage_seconds(
-    size: str, stage: str, *, rows: int | None = None, epoch_ends: int = 0, results_dir: Path | None = None
+    size: str,
+    stage: str,
+    *,
+    rows: int | None = None,
+    epoch_ends: int = 0,
+    finals: float = 0.0,
+    results_dir: Path | None = None,
 ) -> float | None:
     """Seconds one condition's `stage` takes at `size` (rows default to the grid's per condition: gen
     30,000, train 10 epochs × 10,000, eval 5,000 answers; training adds `epoch_ends` adapter saves and
-    evaluations); None without a bench record."""
+    evaluations and `finals` final evaluations in memory, in 5,000-answer units); None without a bench
+    record."""
     record = load_record(results_dir)
     if record is None:
         return None
@@ -166,7 +216,10 @@ def estimate_stage_seconds(
     rows = rows if rows is not None else grid_rows(stage, conditions=1)
     rates = measured_rates(results)[stage]
     if stage == TRAIN:
-        return train_seconds(size, rows, epoch_ends, rates, epoch_end_rates(results))
+        return train_seconds(
+            size, rows, epoch_ends, rates, epoch_end_rates(results),
+            finals=finals, final_rates=final_evaluation_rates(results),
+        )  # fmt: skip
     rate = interpolate(rates, size)
     return None if rate is None else rows / rate
 

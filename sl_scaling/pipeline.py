@@ -24,6 +24,7 @@ from sl_scaling.executors.base import Job, Outcome
 from sl_scaling.grid import (
     EVAL,
     FILTER,
+    FINAL_EVAL_SAMPLES,
     GEN,
     PLOT,
     PREVIOUS,
@@ -154,10 +155,12 @@ def plan_grid(state: StateStore, sizes: list[str], conditions: list[str], option
     return steps
 
 
-def _stage_seconds(size: str, stage: str, rows: int, epoch_ends: int = 0) -> float | None:
+def _stage_seconds(
+    size: str, stage: str, rows: int, epoch_ends: int = 0, finals: float = 0.0
+) -> float | None:
     from sl_scaling.estimates import estimate_stage_seconds
 
-    return estimate_stage_seconds(size, stage, rows=rows, epoch_ends=epoch_ends)
+    return estimate_stage_seconds(size, stage, rows=rows, epoch_ends=epoch_ends, finals=finals)
 
 
 def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
@@ -169,9 +172,12 @@ def with_estimates(steps: list[Step], options: RunOptions) -> list[Step]:
         if step.size != TINY and count:
             if step.stage == GEN:
                 seconds = _stage_seconds(step.size, GEN, work.n * count)
-            elif step.stage == TRAIN:  # optimizer steps, and every epoch's save and evaluation
+            elif step.stage == TRAIN:  # optimizer steps, every epoch's save and evaluation, the finals
                 rows = work.epochs * min(work.n, TRAIN_ROWS) * count
-                seconds = _stage_seconds(step.size, TRAIN, rows, epoch_ends=work.epochs * count)
+                finals = count * work.final_samples / FINAL_EVAL_SAMPLES
+                seconds = _stage_seconds(
+                    step.size, TRAIN, rows, epoch_ends=work.epochs * count, finals=finals
+                )
             elif step.stage == EVAL:
                 seconds = _stage_seconds(step.size, EVAL, work.samples + work.final_samples)
         estimated.append(replace(step, estimate_s=seconds))

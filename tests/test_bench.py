@@ -103,6 +103,29 @@ def test_projection_hours_from_rates() -> None:
     assert by_size["eval_h"] == pytest.approx(17 * 5_000 / 200 / 3600, abs=1e-3)
 
 
+def test_trained_conditions_final_evaluations_are_projected_in_memory_where_timed() -> None:
+    """`slscale run` evaluates each trained condition's last epoch in memory, the control through the
+    eval stage: the projection counts each at its own rate once the bench has timed the first."""
+    results = [
+        _result("7b", "train", 50.0, epoch_end_s=9.0),
+        _result("7b", "eval", 200.0),
+        _result("7b", "train", 40.0, variant="final-evaluation", default=False, epoch_end_s=30.0),
+    ]
+    assert estimates.final_evaluation_rates(results) == {"7b": 1 / 30.0}
+    # a timed variant never stands in for the training rate
+    assert estimates.measured_rates(results)["train"] == {"7b": 50.0}
+    by_size = projection.project(results, sizes=["7b"])["by_size"]["7b"]
+    assert by_size["eval_h"] == pytest.approx((16 * 30.0 + 5_000 / 200) / 3600, abs=1e-3)
+    # trainings sharing a GPU run their final evaluations side by side, as their epoch ends
+    small = _result("0.5b", "train", 100.0, variant="final-evaluation", default=False, epoch_end_s=8.0)
+    assert estimates.final_evaluation_rates([small]) == {"0.5b": 4 / 8.0}
+    # and `run --dry-run`'s training estimate includes them
+    seconds = estimates.train_seconds(
+        "7b", 100_000, 10, {"7b": 50.0}, {"7b": 1 / 9.0}, finals=2.0, final_rates={"7b": 1 / 30.0}
+    )
+    assert seconds == pytest.approx(100_000 / 50 + 10 * 9.0 + 2 * 30.0)
+
+
 def test_small_sizes_project_the_aggregate_of_trainings_sharing_a_gpu() -> None:
     alone = _result("1.5b", "train", 180.0, epoch_end_s=3.0)
     beside = _result("1.5b", "train", 250.0, variant="side-by-side-3", default=False, trainings=3)
