@@ -14,6 +14,10 @@ bench() { local name=$1 limit=$2; shift 2
     | tee "$OUT/$name.log" | grep -v '^\s*$' | tail -25; }
 compare="--train-variant peft-lora --train-variant final-evaluation"
 case "$1" in
+  check)  # the fused forward runs in training, and what it saves per layer
+    timeout 120 python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_fused_lora_gpu.py 2>&1 | tee "$OUT/tests-fused.log" \
+      | grep -v "^\s*$" | tail -6
+    timeout 60 python3 benchmarks/fused_lora_layer.py --size 7b --size 14b 2>&1 | tee "$OUT/fused-layer.log" ;;
   tests)
     timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_fused_lora_gpu.py \
       tests/gpu/test_side_by_side_gpu.py tests/gpu/test_packed_attention_gpu.py 2>&1 | tee "$OUT/tests.log" \

@@ -7,12 +7,14 @@ skipped on CPU."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from short_training import largest_difference, trained
 
-from sl_scaling.training.fused_lora import fused_lora
+from sl_scaling.training import fused_lora as fused_lora_module
+from sl_scaling.training.fused_lora import fused_lora, fused_lora_forward
 
 pytestmark = pytest.mark.gpu
 
@@ -40,9 +42,17 @@ def test_a_fused_layer_is_as_close_to_float32_as_pefts() -> None:
     assert fused_error <= 1.5 * peft_error
 
 
-def test_fused_lora_training_ends_where_pefts_does(tmp_path: Path) -> None:
+def test_fused_lora_training_ends_where_pefts_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def counted(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(x.shape[-2])
+        return fused_lora_forward(layer, x, *args, **kwargs)
+
+    monkeypatch.setattr(fused_lora_module, "fused_lora_forward", counted)
     losses, adapter, speed = trained(tmp_path / "fused")
-    assert speed["fused_lora"]
+    assert speed["fused_lora"] and calls  # the training steps ran the fused forward
+    monkeypatch.undo()
     losses_peft, adapter_peft, _ = trained(tmp_path / "peft", fused_lora=False)
     losses_split, adapter_split, _ = trained(tmp_path / "split", fused_lora=False, micro_batch=20)
     fused = largest_difference(adapter, adapter_peft)
