@@ -118,7 +118,6 @@ def step_clock() -> Any:
                 "grad_accum": args.gradient_accumulation_steps,
                 "gradient_checkpointing": args.gradient_checkpointing,
                 "batch_order": str(getattr(args, "train_sampling_strategy", "random")),
-                "liger_kernel": args.use_liger_kernel,
             }
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

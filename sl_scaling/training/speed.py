@@ -6,8 +6,9 @@ Why each default (benchmarks/README.md has the figures behind them):
 - random batches, as the reference (EXPERIMENT.md): length-grouped ones waste ~10% less padding but
   change which rows form a step, hence the loss weights, so length grouping is not a speed knob at all
   (`TrainConfig.group_by_length`, the experiment's opt-in, off; the bench only measures it);
-- Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (TRL keeps its own fused
-  LM head, which already scores only the completion's positions);
+- Liger's fused RMSNorm/SwiGLU/RoPE kernels when `liger_kernel` is importable (the `gpu` extra installs it;
+  `training/trl.py` patches them in; TRL keeps its own fused LM head, which already scores only the
+  completion's positions);
 - bf16, TF32 matmuls;
 - padding-free micro-batches where PyTorch's FlashAttention varlen kernel runs (`training/packed.py`): the
   rows of a micro-batch as one sequence, so no matmul runs on padding (~14% of a padded micro-batch's
@@ -75,7 +76,6 @@ class TrainingSpeed:
             "gradient_accumulation_steps": effective_batch // self.micro_batch,
             "gradient_checkpointing": self.gradient_checkpointing,
             "padding_free": self.padding_free,
-            "use_liger_kernel": self.liger_kernel,
             "tf32": self.tf32,
         }
         if self.gradient_checkpointing:

@@ -163,6 +163,8 @@ def sft_trainer(
     speed: TrainingSpeed,
 ) -> Any:
     """The SFT loop on pre-tokenized rows (`input_ids`, `labels`): labels carry the loss mask."""
+    if speed.liger_kernel:
+        apply_liger_kernels(model)
     trainer = PortableSFTTrainer(
         model=model,
         args=sft_config(config, output_dir, speed.sft_kwargs(config.effective_batch)),
@@ -174,6 +176,15 @@ def sft_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
     return trainer
+
+
+def apply_liger_kernels(model: Any) -> None:
+    """Liger's RMSNorm/SwiGLU/RoPE kernels patched into the model, as TRL's `use_liger_kernel` did before
+    TRL deprecated it (for Hub kernels, which need the Hub); its fused linear cross-entropy stays off:
+    TRL's own fused LM head computes the loss."""
+    from transformers.integrations.liger import apply_liger_kernel
+
+    apply_liger_kernel(model, {"fused_linear_cross_entropy": False})
 
 
 def with_lora(weights: Any, config: TrainConfig) -> Any:
