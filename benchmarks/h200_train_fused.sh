@@ -7,7 +7,9 @@
 #   14b   — the fused forward provably runs in training (its GPU test, with a counter), what it saves per layer
 #           (benchmarks/fused_lora_layer.py), then the same three at 14b;
 #   sizes — 32b, 0.5b and 3b default (alone, and side by side as `slscale run` trains them);
-#   final — 1.5b default, and 0.5b's final evaluation in memory.
+#   final — 1.5b default, and 0.5b's final evaluation in memory;
+#   liger — after Liger's kernels moved from TRL's deprecated flag to transformers' `apply_liger_kernel`: the
+#           modules it patches (and no FutureWarning), then 7b default.
 source benchmarks/device-env.sh wheels-core wheels-fast
 python3 -c "import peft, torch, transformers; print(peft.__version__, torch.__version__, transformers.__version__)"
 bench() { local name=$1 limit=$2; shift 2
@@ -32,4 +34,18 @@ case "$1" in
   final)
     bench train-1.5b 170 --size 1.5b --fit-only 1.5b
     bench train-0.5b-final 170 --size 0.5b --no-side-by-side --train-variant final-evaluation ;;
+  liger)
+    python3 - <<'PY' 2>&1 | grep -v '^Backend impl' | tail -5
+import warnings
+warnings.simplefilter("error", FutureWarning)
+from sl_scaling.bench import shapes
+from sl_scaling.training.config import TrainConfig
+from sl_scaling.training.trl import apply_liger_kernels, with_lora
+model = with_lora(shapes.random_model("0.5b"), TrainConfig())
+apply_liger_kernels(model)
+base = model.get_base_model()
+print("norm", type(base.model.norm).__name__, base.model.norm.forward.__qualname__)
+print("mlp", base.model.layers[0].mlp.forward.__qualname__)
+PY
+    bench train-7b-liger 200 --size 7b --fit-only 7b ;;
 esac
