@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from short_training import largest_difference, trained
+from short_training import assert_trains_like_without
 
 from sl_scaling.training.packed import packed_attention_forward, row_boundaries, varlen_kernel_available
 
@@ -74,15 +74,4 @@ def test_the_varlen_kernel_attends_each_row_as_sdpa_does_alone() -> None:
 
 
 def test_padding_free_training_ends_where_padded_training_does(tmp_path: Path) -> None:
-    losses, adapter, speed = trained(tmp_path / "packed")
-    assert speed["padding_free"]
-    losses_padded, adapter_padded, _ = trained(tmp_path / "padded", padding_free=False)
-    losses_split, adapter_split, split_speed = trained(tmp_path / "split", padding_free=False, micro_batch=20)
-    assert split_speed["micro_batch"] == 20
-    layout = largest_difference(adapter, adapter_padded)
-    split = largest_difference(adapter_padded, adapter_split)
-    print(
-        f"losses {losses} / {losses_padded} / {losses_split}; adapter differences: layout {layout}, split {split}"
-    )
-    assert losses == pytest.approx(losses_padded, rel=1e-2)
-    assert layout <= 4 * split
+    assert_trains_like_without(tmp_path, "padding_free")
