@@ -75,6 +75,7 @@ def reference(loaded: tuple[Any, Any, Any], tmp_path: Path) -> Any:
         seed=SEED,
         report_to="none",
         bf16=False,  # on CPU; the sampler does not depend on it
+        dataloader_pin_memory=False,  # nor on this (no accelerator to pin for: torch would warn)
     )
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
