@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fused LoRA layers (issue 16): each LoRA layer's adapter term added inside its matmul (`addmm`), the default on
-# a GPU since 2026-12-03 (evening); and the in-memory final evaluation the projection counts. One part per
+# a GPU since 2026-12-03 (the fused-LoRA session); and the in-memory final evaluation the projection counts. One part per
 # device call (each ≤ 10 minutes), as run on 2026-12-03 (raw records: benchmarks/results/raw-2026-12-03-fused):
 #   tests — the GPU tests (fused vs PEFT's forward; trainings side by side; packed attention), then 7b default,
 #           PEFT's forward (`peft-lora`) and the final evaluation in memory (`final-evaluation`);
