@@ -91,22 +91,9 @@ def measured_rates(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, flo
     return rates
 
 
-def epoch_end_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Epoch ends per second of GPU time (one epoch's adapter save and evaluation; trainings sharing a
-    GPU end their epochs side by side), per measured size: the part of training that is not steps."""
-    from sl_scaling.training.speed import trainings_per_gpu
-
-    return {
-        r["size"]: trainings_per_gpu(r["size"]) / float(r["epoch_end_s"])
-        for r in results
-        if is_ours(r, TRAIN) and r["size"] in SIZE_PARAMS_B and r.get("epoch_end_s")
-    }
-
-
-def final_evaluation_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Final evaluations in memory per second of GPU time, per measured size (trainings sharing a GPU run
-    theirs side by side): a last epoch's end with the final evaluation, so one regular epoch end more than
-    the evaluation alone (an upper bound by a few seconds)."""
+def _epoch_ends_per_second(results: Iterable[dict[str, Any]], variant: str) -> dict[str, float]:
+    """Epoch ends per second of GPU time of the training records of `variant`, per measured size:
+    trainings sharing a GPU end their epochs side by side."""
     from sl_scaling.training.speed import trainings_per_gpu
 
     return {
@@ -114,10 +101,23 @@ def final_evaluation_rates(results: Iterable[dict[str, Any]]) -> dict[str, float
         for r in results
         if "error" not in r
         and r.get("engine") == TRAIN_ENGINE
-        and r.get("variant") == FINAL_EVALUATION_VARIANT
+        and r.get("variant", "default") == variant
         and r.get("size") in SIZE_PARAMS_B
         and r.get("epoch_end_s")
     }
+
+
+def epoch_end_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Epoch ends (one epoch's adapter save and evaluation) per second of GPU time, per measured size, on
+    the default path: the part of training that is not steps."""
+    return _epoch_ends_per_second(results, "default")
+
+
+def final_evaluation_rates(results: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Final evaluations in memory per second of GPU time, per measured size: a last epoch's end with the
+    final evaluation, so one regular epoch end more than the evaluation alone (an upper bound by a few
+    seconds)."""
+    return _epoch_ends_per_second(results, FINAL_EVALUATION_VARIANT)
 
 
 def train_seconds(

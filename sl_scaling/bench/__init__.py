@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sl_scaling.estimates import FINAL_EVALUATION_VARIANT
 from sl_scaling.grid import FINAL_EVAL_SAMPLES
 
 #: Knobs measured beside the default on the real path, one change each: (TrainConfig, TrainingSpeed)
@@ -23,5 +24,5 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "padded": ({}, {"padding_free": False}),
     "peft-lora": ({}, {"fused_lora": False}),
     "length-grouped": ({"group_by_length": True}, {}),
-    "final-evaluation": ({"final_samples": FINAL_EVAL_SAMPLES}, {}),
+    FINAL_EVALUATION_VARIANT: ({"final_samples": FINAL_EVAL_SAMPLES}, {}),
 }
