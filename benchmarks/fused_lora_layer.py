@@ -13,7 +13,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from sl_scaling.bench import shapes
-from sl_scaling.training.fused_lora import fused_lora
+from sl_scaling.training.fused_lora import lora_switches
 
 TOKENS, REPEATS = 60 * 143, 20
 
@@ -26,7 +26,7 @@ def layer_ms(size: str, features: tuple[int, int], fused: bool) -> float:
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def step() -> None:
-        with torch.autocast("cuda", torch.bfloat16), fused_lora(model, active=fused):
+        with torch.autocast("cuda", torch.bfloat16), lora_switches(model, fuse=fused).applied():
             model(x).sum().backward()
 
     step()  # warm-up: cuBLAS' kernel choice, the allocator

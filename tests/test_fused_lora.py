@@ -10,7 +10,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from sl_scaling.training.fused_lora import fusable, fused_lora, fused_lora_forward
+from sl_scaling.training.fused_lora import LoraSwitches, fusable, fused_lora_forward, lora_switches
 
 
 class Block(torch.nn.Module):
@@ -46,7 +46,7 @@ def test_fused_forward_and_backward_equal_pefts() -> None:
     model = adapted()
     x = torch.randn(3, 7, 16)  # batch × tokens × features, as a transformer layer sees them
     expected, expected_grads = outputs_and_grads(model, x)
-    with fused_lora(model):
+    with lora_switches(model, fuse=True).applied():
         switched = [m for m in model.modules() if getattr(m.forward, "__func__", None) is fused_lora_forward]
         out, grads = outputs_and_grads(model, x)
     assert len(switched) == 2  # both adapted layers
@@ -56,15 +56,18 @@ def test_fused_forward_and_backward_equal_pefts() -> None:
         torch.testing.assert_close(grads[name], expected_grads[name])
 
 
-def test_the_switch_is_scoped_and_undone_on_error() -> None:
+def test_the_switches_are_scoped_and_undone_on_error() -> None:
     model = adapted()
-    layers = [m for m in model.modules() if fusable(m)]
-    with pytest.raises(RuntimeError, match="inside"), fused_lora(model):
-        assert all(layer.forward.__func__ is fused_lora_forward for layer in layers)
+    switches = lora_switches(model, fuse=True, skip_cast=True)
+    assert len(switches.fused) == len(switches.uncast) == 2
+    with pytest.raises(RuntimeError, match="inside"), switches.applied():
+        assert all(layer.forward.__func__ is fused_lora_forward for layer in switches.fused)
+        assert not any(layer.cast_input_dtype_enabled for layer in switches.uncast)
         raise RuntimeError("inside")
-    assert all("forward" not in vars(layer) for layer in layers)
-    with fused_lora(model, active=False):
-        assert all("forward" not in vars(layer) for layer in layers)
+    assert all("forward" not in vars(layer) for layer in switches.fused)
+    assert all(layer.cast_input_dtype_enabled for layer in switches.uncast)
+    assert lora_switches(model, fuse=False) == LoraSwitches()  # neither switch: nothing to find
+    assert lora_switches(model, fuse=False, skip_cast=True).fused == ()
 
 
 @pytest.mark.filterwarnings("ignore:`lora_bias=True`")
@@ -84,6 +87,6 @@ def test_mixed_dtypes_without_autocast_run_pefts_forward() -> None:
     x = torch.randn(2, 5, 16, dtype=torch.bfloat16)
     with torch.no_grad():
         expected = model(x)
-        with fused_lora(model):
+        with lora_switches(model, fuse=True).applied():
             out = model(x)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)

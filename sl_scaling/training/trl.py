@@ -14,7 +14,7 @@ from transformers import PrinterCallback, Trainer
 from trl import SFTTrainer
 
 from sl_scaling.training.config import TrainConfig
-from sl_scaling.training.fused_lora import fused_lora
+from sl_scaling.training.fused_lora import lora_switches
 from sl_scaling.training.packed import packed_attention, row_boundaries
 from sl_scaling.training.speed import TrainingSpeed, choose_training_speed
 
@@ -34,22 +34,20 @@ class PortableSFTTrainer(SFTTrainer):
     micro-batch is one flattened sequence with packed attention (`training/packed.py`) given the rows'
     boundaries; with `lora_input_cast` off, PEFT's copy of each LoRA layer's input to float32 is skipped
     (under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway); with
-    `fused_lora`, each LoRA layer adds its adapter term inside the adapter's matmul (`training/fused_lora.py`).
-    Evaluation inside training runs outside the step, on PEFT's own forward."""
+    `fused_lora`, each LoRA layer adds its adapter term inside the adapter's matmul (`training/fused_lora.py`,
+    which also holds the LoRA switches, the layers found once per trainer). Evaluation inside training runs
+    outside the step, on PEFT's own forward."""
 
     def __init__(
         self, *args: Any, lora_input_cast: bool = True, fused_lora: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.skip_lora_input_cast = not lora_input_cast and self.args.bf16
-        self.fused_lora = fused_lora
+        skip_cast = not lora_input_cast and self.args.bf16
+        self.lora_switches = lora_switches(self.model, fuse=fused_lora, skip_cast=skip_cast)
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
-        from peft.helpers import disable_input_dtype_casting
-
         with ExitStack() as step:
-            step.enter_context(disable_input_dtype_casting(model, active=self.skip_lora_input_cast))
-            step.enter_context(fused_lora(model, active=self.fused_lora))
+            step.enter_context(self.lora_switches.applied())
             if self.padding_free:
                 step.enter_context(packed_attention(model))
                 inputs = {**inputs, **row_boundaries(inputs["position_ids"])}

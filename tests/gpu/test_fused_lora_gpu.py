@@ -14,7 +14,7 @@ import torch
 from short_training import assert_trains_like_without
 
 from sl_scaling.training import fused_lora as fused_lora_module
-from sl_scaling.training.fused_lora import fused_lora, fused_lora_forward
+from sl_scaling.training.fused_lora import fused_lora_forward, lora_switches
 
 pytestmark = pytest.mark.gpu
 
@@ -34,7 +34,11 @@ def test_a_fused_layer_is_as_close_to_float32_as_pefts() -> None:
         exact = model(x)
 
     def bf16(fused: bool) -> float:
-        with torch.no_grad(), torch.autocast("cuda", torch.bfloat16), fused_lora(model, active=fused):
+        with (
+            torch.no_grad(),
+            torch.autocast("cuda", torch.bfloat16),
+            lora_switches(model, fuse=fused).applied(),
+        ):
             return (model(x).float() - exact).abs().max().item()
 
     fused_error, peft_error = bf16(True), bf16(False)
