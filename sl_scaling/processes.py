@@ -9,7 +9,7 @@ import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 def alive(host: str, pid: int) -> bool:
@@ -65,12 +65,12 @@ def start_worker(
     *args: object,
     name: str | None = None,
     daemon: bool | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> multiprocessing.process.BaseProcess:
     """Start `target(*args)` in a process of `context`, in this process's environment as it is now (a fork
-    server's children would otherwise get the server's, as it was when the server started)."""
-    process = context.Process(
-        target=_in_environ, args=(dict(os.environ), target, *args), name=name, daemon=daemon
-    )
+    server's children would otherwise get the server's, as it was when the server started) plus `environment`."""
+    environ = {**os.environ, **(environment or {})}
+    process = context.Process(target=_in_environ, args=(environ, target, *args), name=name, daemon=daemon)
     process.start()
     return process
 

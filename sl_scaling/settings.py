@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         description="start vLLM without torch.compile and CUDA graphs: seconds instead of about a minute, "
         "but slower generation (small jobs, tests)",
     )
+    mps: bool = Field(
+        default=True,
+        description="run the trainings that share a GPU under a CUDA MPS daemon of slscale's own, so that their "
+        "kernels overlap instead of taking turns (where nvidia-cuda-mps-control exists and no MPS daemon runs)",
+    )
     hf_user_id: str | None = Field(
         default=None, validation_alias=AliasChoices("SLSCALE_HF_USER_ID", "HF_USER_ID")
     )

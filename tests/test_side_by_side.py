@@ -16,7 +16,7 @@ from sl_scaling.bench import data, train_path
 from sl_scaling.bench.measure import ModelSource
 from sl_scaling.context import make_context
 from sl_scaling.executors.base import Job
-from sl_scaling.executors.local import LocalExecutor, mps_notice
+from sl_scaling.executors.local import LocalExecutor, SharedGpu
 from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.pipeline import RunOptions, run_job
 from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
@@ -126,15 +126,89 @@ def test_a_cpu_worker_gets_its_parents_environment(tmp_path: Path, monkeypatch: 
         assert process.exitcode == 0 and out.read_text() == value
 
 
-def test_trainings_sharing_a_gpu_say_how_to_let_them_overlap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+FAKE_MPS_CONTROL = """#!/bin/sh
+# Stands in for nvidia-cuda-mps-control (no GPU driver here): -d opens the control pipe, `quit` closes it.
+if [ "$1" = "-d" ]; then
+  [ -n "$FAKE_MPS_FAIL" ] && { echo "An instance of this daemon is already running" >&2; exit 1; }
+  touch "$CUDA_MPS_PIPE_DIRECTORY/control"; echo "daemon started" >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
+else
+  read command; [ "$command" = quit ] && rm "$CUDA_MPS_PIPE_DIRECTORY/control"
+  echo "$command" >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
+fi
+"""
+
+
+class Events(NullReporter):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def event(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@pytest.fixture
+def mps_control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`nvidia-cuda-mps-control` on PATH (a stand-in), and no MPS daemon of the user's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-cuda-mps-control").write_text(FAKE_MPS_CONTROL)
+    (bin_dir / "nvidia-cuda-mps-control").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-daemon-here"))
+    return bin_dir
+
+
+SHARED = [Job("train", "0.5b", (c,), 1, gpus=0.25) for c in ("dolphin", "eagle")]
+
+
+def test_trainings_sharing_a_gpu_run_under_a_private_mps_daemon(tmp_path: Path, mps_control: Path) -> None:
+    """The first shared training starts slscale's own daemon (pipes in a directory of its own, log in the
+    workdir); every training's process gets its pipes, nothing else does; it quits when they are done."""
+    ctx, events = make_context(tmp_path / "work"), Events()
+    shared = SharedGpu(ctx, SHARED, gpus=1, reporter=events)
+    assert events.lines == []  # nothing starts before a training does
+    environment = shared.environment()
+    assert environment is not None and shared.environment() == environment  # one daemon for all of them
+    pipes = Path(environment["CUDA_MPS_PIPE_DIRECTORY"])
+    assert (pipes / "control").exists() and os.environ["CUDA_MPS_PIPE_DIRECTORY"] != str(pipes)
+    process = start_worker(
+        cpu_workers(), _write_environ, tmp_path / "seen", "CUDA_MPS_PIPE_DIRECTORY", environment=environment
+    )
+    process.join(timeout=120)
+    assert process.exitcode == 0 and (tmp_path / "seen").read_text() == str(pipes)
+    assert len(events.lines) == 1 and "CUDA MPS started" in events.lines[0]
+    shared.stop()
+    assert not pipes.exists()
+    log = (ctx.layout.logs_dir / "mps" / "control.log").read_text().split()
+    assert log[-1] == "quit"
+
+
+def test_without_mps_trainings_sharing_a_gpu_say_why_they_take_turns(
+    tmp_path: Path, mps_control: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without CUDA MPS the run says how to start it; with it (its control pipe present), on a CPU, or when
-    no training shares a GPU, nothing."""
-    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
-    shared = [Job("train", "0.5b", (c,), 1, gpus=0.25) for c in ("dolphin", "eagle")]
     whole = [Job("train", "7b", ("dolphin",), 1, gpus=1)]
-    assert "nvidia-cuda-mps-control -d" in (mps_notice(shared, gpus=1) or "")
-    assert mps_notice(shared, gpus=0) is None and mps_notice(whole, gpus=1) is None
-    (tmp_path / "control").touch()
-    assert mps_notice(shared, gpus=1) is None
+    ctx = make_context(tmp_path / "work")
+    for jobs, gpus in ((SHARED, 0), (whole, 1)):  # on a CPU, or no training shares a GPU: no MPS, no word
+        events = Events()
+        assert SharedGpu(ctx, jobs, gpus=gpus, reporter=events).environment() is None and events.lines == []
+    monkeypatch.setenv("FAKE_MPS_FAIL", "1")  # the daemon does not start: its own words, and no MPS
+    events = Events()
+    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events).environment() is None
+    assert events.lines == [
+        "trainings sharing a GPU take turns on it: CUDA MPS did not start "
+        "(nvidia-cuda-mps-control -d failed (An instance of this daemon is already running))"
+    ]
+    monkeypatch.setenv("SLSCALE_MPS", "false")  # turned off
+    events = Events()
+    assert SharedGpu(make_context(tmp_path / "work"), SHARED, gpus=1, reporter=events).environment() is None
+    assert events.lines == ["trainings sharing a GPU take turns on it: CUDA MPS is off (SLSCALE_MPS=false)"]
+    monkeypatch.delenv("SLSCALE_MPS")
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(mps_control))  # the user's daemon runs: used as it is
+    (mps_control / "control").touch()
+    events = Events()
+    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events).environment() is None and events.lines == []
+    monkeypatch.setenv("PATH", "/nonexistent")  # not installed
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "none"))
+    events = Events()
+    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events).environment() is None
+    assert events.lines[0].endswith("(nvidia-cuda-mps-control is not installed)")

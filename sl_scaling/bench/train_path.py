@@ -82,6 +82,7 @@ def train_on_path(
 ) -> dict[str, Any]:
     """Write the rows, train one epoch through `train_condition`, and return the timed figures
     (`callbacks`: more Trainer callbacks, such as `benchmarks/profile_train.py`'s profiler)."""
+    from sl_scaling.executors.mps import mps_running
     from sl_scaling.files import atomic_write_jsonl
     from sl_scaling.stages.train import STAGE, train_condition
 
@@ -139,6 +140,7 @@ def train_on_path(
         "speed": whole["speed"],
         "window": [start, end],
         "step_ends": clock.ends,
+        "mps": mps_running(),  # this process's kernels could overlap other processes' (CUDA MPS)
     }
 
 
@@ -161,7 +163,7 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
 
     Aggregate rows/s: the timed steps of all trainings that end inside the window where all of them are
     past warm-up and none has finished, over that window's length."""
-    from sl_scaling.executors.local import LocalExecutor, mps_running
+    from sl_scaling.executors.local import LocalExecutor
 
     ctx = bench_context(workdir / f"{run.size}-side-by-side-{trainings}")
     results = ctx.layout.workdir / "results"
@@ -189,7 +191,7 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
         "variant": f"side-by-side-{trainings}",
         "default": False,
         "trainings": trainings,
-        "mps": mps_running(),  # kernels of the trainings overlapped (CUDA MPS) rather than time-sliced
+        "mps": all(r["mps"] for r in each),  # their kernels overlapped (CUDA MPS) rather than time-sliced
         "rows_per_s": round(rows / seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
         "mfu": round(mfu(run.parameters, tokens / seconds), 4),

@@ -5,7 +5,8 @@ A job whose `gpus` is a fraction (a small size's training: `training.speed.train
 device with others up to one whole device: the GPU sits mostly idle under one such job, so several
 conditions train at once. Each runs `work` unchanged in a fresh process (without a GPU, a fork of a server
 that has imported the training stack: `processes.cpu_workers`), so its rows, loss and seeds are exactly
-those it would have alone; only the time differs. Everything else runs here, one at a time, and a job that
+those it would have alone; only the time differs (on a GPU they run under CUDA MPS, `executors/mps.py`, so
+that their kernels overlap). Everything else runs here, one at a time, and a job that
 needs a whole GPU waits until no shared job is running.
 """
 
@@ -17,13 +18,13 @@ import pickle
 import queue
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import SlscaleError, Terminated, interrupt_on_sigterm
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, describe, note_retry, record_outcome
+from sl_scaling.executors.mps import PrivateMps, mps_running
 from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
@@ -37,21 +38,35 @@ def shares_a_device(job: Job) -> bool:
     return 0 < job.gpus < 1
 
 
-def mps_running() -> bool:
-    """Whether CUDA's MPS control daemon listens where this process's CUDA would look for it."""
-    return Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"), "control").exists()
+class SharedGpu:
+    """CUDA MPS for the trainings that share a GPU (`executors/mps.py`): a private daemon, started as the first
+    of them starts, where the user runs none and SLSCALE_MPS allows it; says once what came of it."""
 
+    def __init__(self, ctx: Context, jobs: Sequence[Job], gpus: int, reporter: Reporter) -> None:
+        sharing = bool(gpus) and any(shares_a_device(job) for job in jobs) and not mps_running()
+        self.mps = PrivateMps(ctx.layout.logs_dir / "mps") if sharing and ctx.settings.mps else None
+        self.reporter = reporter
+        if sharing and self.mps is None:
+            reporter.event("trainings sharing a GPU take turns on it: CUDA MPS is off (SLSCALE_MPS=false)")
 
-def mps_notice(jobs: Sequence[Job], gpus: int) -> str | None:
-    """Trainings sharing a GPU without MPS take turns on it (time-sliced); with it their kernels overlap
-    (H200, benchmarks/README.md: 0.5b × 4 1.24×, 1.5b × 3 1.18×, 3b × 2 1.11×). Starting a system daemon is the
-    user's call, so this only says how."""
-    if not gpus or mps_running() or not any(shares_a_device(job) for job in jobs):
-        return None
-    return (
-        "trainings sharing a GPU take turns on it without CUDA MPS; `nvidia-cuda-mps-control -d` before the run "
-        "lets them overlap (1.1–1.3× measured on an H200; stop it with `echo quit | nvidia-cuda-mps-control`)"
-    )
+    def environment(self) -> dict[str, str] | None:
+        """What a training's process needs to connect to the daemon (None: it runs without MPS)."""
+        if self.mps is None or self.mps.environment is not None or self.mps.problem is not None:
+            return None if self.mps is None else self.mps.environment
+        if environment := self.mps.start():
+            self.reporter.event(
+                "CUDA MPS started for the trainings sharing a GPU, so that their kernels overlap (slscale's own "
+                f"daemon, log in {self.mps.log_dir}; SLSCALE_MPS=false turns it off)"
+            )
+        else:
+            self.reporter.event(
+                f"trainings sharing a GPU take turns on it: CUDA MPS did not start ({self.mps.problem})"
+            )
+        return environment
+
+    def stop(self) -> None:
+        if self.mps is not None:
+            self.mps.stop()
 
 
 def _worker(
@@ -119,8 +134,7 @@ class LocalExecutor:
         ledger = Ledger(jobs, self.max_retries)
         gpus = self.gpus_per_node()
         devices = max(gpus, 1)  # without a GPU, shared jobs share the CPU the same way
-        if notice := mps_notice(jobs, gpus):
-            reporter.event(notice)
+        shared_gpu = SharedGpu(ctx, jobs, gpus, reporter)
         # Without a GPU the shared jobs are CPU lanes: forks of a server that has imported their stack.
         workers = multiprocessing.get_context("spawn") if gpus else cpu_workers()
         if not gpus and any(shares_a_device(job) for job in jobs):
@@ -139,7 +153,7 @@ class LocalExecutor:
                             ledger.start(job)
                             process = start_worker(
                                 workers, _worker, ctx.settings, job, work, messages, device if gpus else None,
-                                name=f"slscale {job.id}",
+                                name=f"slscale {job.id}", environment=shared_gpu.environment(),
                             )  # fmt: skip
                             running[job.id] = _Running(job, process, device)
                             progressed = True

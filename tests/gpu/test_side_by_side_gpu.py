@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from test_side_by_side import assert_same_training, train
+
+from sl_scaling.context import make_context
+from sl_scaling.executors.mps import CONTROL, mps_running
 
 pytestmark = pytest.mark.gpu
 
@@ -24,8 +29,17 @@ def small_qwen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_qwen: Cal
 def test_a_condition_trained_beside_others_matches_it_trained_alone_on_the_gpu(
     tmp_path: Path, small_qwen: Path
 ) -> None:
+    """Alone in this process, then three at once, each in its own process under slscale's own CUDA MPS
+    daemon, which starts although this process already holds a CUDA context of its own (as `slscale run`'s
+    does after generation)."""
+    if mps_running() or shutil.which(CONTROL) is None:
+        pytest.skip("needs nvidia-cuda-mps-control and no MPS daemon running")
     alone = train(tmp_path / "alone", ("dolphin",), gpus=1)["dolphin"]
+    assert torch.cuda.is_initialized()
     three = train(tmp_path / "beside", ("dolphin", "eagle", "wolf"), gpus=1 / 3)
+    log = (make_context(tmp_path / "beside").layout.logs_dir / "mps" / "control.log").read_text()
+    print(log)  # the daemon's own account: its server, the three clients, the quit
+    assert log.lower().count("new client") >= 3 and "quit" in log.lower()
     # Same rows, loss and seeds; GPU kernels may differ from run to run in the last bits only.
     assert_same_training(alone, three["dolphin"], rtol=1e-3, atol=1e-5)
     stages = [three[c]["stage"] for c in ("dolphin", "eagle", "wolf")]

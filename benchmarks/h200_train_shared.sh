@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Trainings sharing the GPU under slscale's own CUDA MPS daemon (issue 16; `sl_scaling/executors/mps.py`, the
+# default since 2026-12-03, the MPS session): the executor starts a private control daemon as the first training
+# that shares a GPU starts, so that the small sizes' trainings overlap their kernels instead of taking turns.
+# One part per device call (each ≤ 10 minutes); raw records: benchmarks/results/raw-2026-12-03-mps:
+#   tests — the GPU tests (side by side under the private daemon, after this process took a CUDA context of its
+#           own; fused LoRA; packed attention), then 0.5b alone, 4 and 6 side by side;
+#   1.5b  — alone, 3, 4 and 5 side by side;
+#   3b    — alone, 2, 3 and 4 side by side.
+source benchmarks/device-env.sh wheels-core wheels-fast
+command -v nvidia-cuda-mps-control || echo "no nvidia-cuda-mps-control: trainings will take turns"
+bench() { local name=$1 limit=$2; shift 2
+  timeout "$limit" slscale bench --random-weights --phase train --no-unsloth --json "$OUT/$name.json" "$@" \
+    >"$OUT/$name.log" 2>&1; grep '^{"size' "$OUT/$name.log" | cut -c1-300; }
+case "$1" in
+  tests)
+    timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_side_by_side_gpu.py \
+      tests/gpu/test_fused_lora_gpu.py tests/gpu/test_packed_attention_gpu.py 2>&1 | tee "$OUT/tests.log" \
+      | grep -v '^\s*$' | tail -40
+    bench train-0.5b 260 --size 0.5b --fit-only 0.5b --trainings 4 --trainings 6 ;;
+  1.5b) bench train-1.5b 560 --size 1.5b --fit-only 1.5b --trainings 3 --trainings 4 --trainings 5 ;;
+  3b) bench train-3b 560 --size 3b --fit-only 3b --trainings 2 --trainings 3 --trainings 4 ;;
+esac
