@@ -6,7 +6,7 @@
 #   tests — the GPU tests (side by side under the private daemon, after this process took a CUDA context of its
 #           own; fused LoRA; packed attention), then 0.5b alone, 4 and 6 side by side;
 #   1.5b  — alone, 3, 4 and 5 side by side;
-#   3b    — alone, 2, 3 and 4 side by side.
+#   3b    — the side-by-side GPU test again (its final form), then 3b alone, 2, 3 and 4 side by side.
 source benchmarks/device-env.sh wheels-core wheels-fast
 command -v nvidia-cuda-mps-control || echo "no nvidia-cuda-mps-control: trainings will take turns"
 bench() { local name=$1 limit=$2; shift 2
@@ -19,5 +19,7 @@ case "$1" in
       | grep -v '^\s*$' | tail -40
     bench train-0.5b 260 --size 0.5b --fit-only 0.5b --trainings 4 --trainings 6 ;;
   1.5b) bench train-1.5b 560 --size 1.5b --fit-only 1.5b --trainings 3 --trainings 4 --trainings 5 ;;
-  3b) bench train-3b 560 --size 3b --fit-only 3b --trainings 2 --trainings 3 --trainings 4 ;;
+  3b) timeout 150 python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_side_by_side_gpu.py 2>&1 \
+      | tee "$OUT/tests-side-by-side.log" | grep -v '^\s*$' | tail -12
+    bench train-3b 440 --size 3b --fit-only 3b --trainings 2 --trainings 3 --trainings 4 ;;
 esac
