@@ -1,10 +1,12 @@
 """Where a training step's time goes, on `slscale train`'s own path (issue 16): the PyTorch profiler over a few
 steady steps of `bench.train_path.train_on_path` (random-weight Qwen2.5 shape, the default speed knobs).
 
-    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT"
+    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT" [--copies]
 
 Writes, per size, `profile-SIZE.txt` (the top operators by GPU and by CPU time) and `profile-SIZE.json` (wall,
-GPU-busy and CPU-launch time per step, kernel launches per step, the step times with the profiler off).
+GPU-busy and CPU-launch time per step, kernel launches per step, the step times with the profiler off); with
+`--copies`, also `profile-SIZE-copies.txt`: the copy operators by input shape and by Python call site (the
+profiler then records shapes and stacks, which slows the profiled steps, not the figures with it off).
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ from typing import Any
 WARMUP, PROFILED = 6, 3
 
 
-def profiler_callback() -> Any:
+#: Operators that copy a tensor (a dtype cast or a layout change).
+COPIES = ("aten::copy_", "aten::_to_copy", "aten::contiguous", "aten::clone")
+
+
+def profiler_callback(copies: bool = False) -> Any:
     """Profiles optimizer steps WARMUP+1 … WARMUP+PROFILED (synchronised at both ends)."""
     import torch
+    from torch._C._profiler import _ExperimentalConfig
     from torch.profiler import ProfilerActivity, profile
 
     def synchronize() -> None:
@@ -39,7 +46,13 @@ def profiler_callback() -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step == WARMUP:
                 synchronize()
-                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof = profile(
+                    activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                    record_shapes=copies,
+                    with_stack=copies,
+                    # Python call sites reach the events only with a verbose config (torch 2.x's Kineto profiler)
+                    experimental_config=_ExperimentalConfig(verbose=True) if copies else None,
+                )
                 self.prof.__enter__()
                 self.wall = time.perf_counter()
             elif state.global_step == WARMUP + PROFILED and self.prof is not None:
@@ -67,6 +80,17 @@ def summarise(prof: Any, wall: float) -> dict[str, Any]:
     }
 
 
+def copy_tables(prof: Any) -> str:
+    """The copy operators by GPU time: grouped by input shape, then by the innermost Python frames."""
+    from torch.autograd.profiler_util import EventList
+
+    tables = []
+    for grouping in ({"group_by_input_shape": True}, {"group_by_stack_n": 8}):
+        events = EventList([e for e in prof.key_averages(**grouping) if e.key in COPIES])
+        tables.append(events.table(sort_by="device_time_total", row_limit=12, max_name_column_width=40))
+    return "\n\n".join(tables)
+
+
 def main() -> None:
     from sl_scaling.bench import shapes
     from sl_scaling.bench.train_path import PathRun, bench_context, train_on_path
@@ -74,10 +98,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", action="append", required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--copies", action="store_true", help="also tabulate copies by shape and call site")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for size in args.size:
-        callback = profiler_callback()
+        callback = profiler_callback(args.copies)
         run = PathRun(
             size=size, parameters=shapes.parameter_count(size), random_weights=True, steps=WARMUP + 6
         )
@@ -98,6 +123,8 @@ def main() -> None:
         ]
         (args.out / f"profile-{size}.txt").write_text("\n\n".join(tables))
         (args.out / f"profile-{size}.json").write_text(json.dumps(summary, indent=1))
+        if args.copies:
+            (args.out / f"profile-{size}-copies.txt").write_text(copy_tables(callback.prof))
         print(json.dumps(summary), flush=True)
 
 

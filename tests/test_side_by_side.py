@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -158,6 +160,8 @@ def mps_control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return bin_dir
 
 
+#: Stands in for the CUDA client that proves the daemon's server serves (no GPU here).
+CUDA_CLIENT = (sys.executable, "-c", "pass")
 SHARED = [Job("train", "0.5b", (c,), 1, gpus=0.25) for c in ("dolphin", "eagle")]
 
 
@@ -165,7 +169,7 @@ def test_trainings_sharing_a_gpu_run_under_a_private_mps_daemon(tmp_path: Path, 
     """The first shared training starts slscale's own daemon (pipes in a directory of its own, log in the
     workdir); every training's process gets its pipes, nothing else does; it quits when they are done."""
     ctx, events = make_context(tmp_path / "work"), Events()
-    shared = SharedGpu(ctx, SHARED, gpus=1, reporter=events)
+    shared = SharedGpu(ctx, SHARED, gpus=1, reporter=events, probe=CUDA_CLIENT)
     assert events.lines == []  # nothing starts before a training does
     environment = shared.environment()
     assert environment is not None and shared.environment() == environment  # one daemon for all of them
@@ -190,25 +194,49 @@ def test_without_mps_trainings_sharing_a_gpu_say_why_they_take_turns(
     ctx = make_context(tmp_path / "work")
     for jobs, gpus in ((SHARED, 0), (whole, 1)):  # on a CPU, or no training shares a GPU: no MPS, no word
         events = Events()
-        assert SharedGpu(ctx, jobs, gpus=gpus, reporter=events).environment() is None and events.lines == []
+        assert (
+            SharedGpu(ctx, jobs, gpus=gpus, reporter=events, probe=CUDA_CLIENT).environment() is None
+            and events.lines == []
+        )
     monkeypatch.setenv("FAKE_MPS_FAIL", "1")  # the daemon does not start: its own words, and no MPS
     events = Events()
-    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events).environment() is None
+    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events, probe=CUDA_CLIENT).environment() is None
     assert events.lines == [
         "trainings sharing a GPU take turns on it: CUDA MPS did not start "
         "(nvidia-cuda-mps-control -d failed (An instance of this daemon is already running))"
     ]
+    monkeypatch.delenv("FAKE_MPS_FAIL")  # it starts, but its server serves no CUDA client: stopped again
+    events, refused = (
+        Events(),
+        (sys.executable, "-c", "raise SystemExit('CUDA error: MPS client failed to connect')"),
+    )
+    shared = SharedGpu(ctx, SHARED, gpus=1, reporter=events, probe=refused)
+    assert shared.environment() is None and not list(
+        Path(tempfile.gettempdir()).glob("slscale-mps-*/control")
+    )
+    assert events.lines == [
+        "trainings sharing a GPU take turns on it: CUDA MPS did not start "
+        "(its server served no CUDA client: CUDA error: MPS client failed to connect)"
+    ]
     monkeypatch.setenv("SLSCALE_MPS", "false")  # turned off
     events = Events()
-    assert SharedGpu(make_context(tmp_path / "work"), SHARED, gpus=1, reporter=events).environment() is None
+    assert (
+        SharedGpu(
+            make_context(tmp_path / "work"), SHARED, gpus=1, reporter=events, probe=CUDA_CLIENT
+        ).environment()
+        is None
+    )
     assert events.lines == ["trainings sharing a GPU take turns on it: CUDA MPS is off (SLSCALE_MPS=false)"]
     monkeypatch.delenv("SLSCALE_MPS")
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(mps_control))  # the user's daemon runs: used as it is
     (mps_control / "control").touch()
     events = Events()
-    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events).environment() is None and events.lines == []
+    assert (
+        SharedGpu(ctx, SHARED, gpus=1, reporter=events, probe=CUDA_CLIENT).environment() is None
+        and events.lines == []
+    )
     monkeypatch.setenv("PATH", "/nonexistent")  # not installed
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "none"))
     events = Events()
-    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events).environment() is None
+    assert SharedGpu(ctx, SHARED, gpus=1, reporter=events, probe=CUDA_CLIENT).environment() is None
     assert events.lines[0].endswith("(nvidia-cuda-mps-control is not installed)")

@@ -24,7 +24,7 @@ from sl_scaling.catalog import Layout
 from sl_scaling.context import Context
 from sl_scaling.errors import SlscaleError, Terminated, interrupt_on_sigterm
 from sl_scaling.executors.base import Job, Ledger, Outcome, Work, describe, note_retry, record_outcome
-from sl_scaling.executors.mps import PrivateMps, mps_running
+from sl_scaling.executors.mps import CUDA_PROBE, PrivateMps, mps_running
 from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
 from sl_scaling.progress import ForwardingReporter, Reporter, replay
 from sl_scaling.settings import Settings
@@ -42,9 +42,16 @@ class SharedGpu:
     """CUDA MPS for the trainings that share a GPU (`executors/mps.py`): a private daemon, started as the first
     of them starts, where the user runs none and SLSCALE_MPS allows it; says once what came of it."""
 
-    def __init__(self, ctx: Context, jobs: Sequence[Job], gpus: int, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        jobs: Sequence[Job],
+        gpus: int,
+        reporter: Reporter,
+        probe: Sequence[str] = CUDA_PROBE,
+    ) -> None:
         sharing = bool(gpus) and any(shares_a_device(job) for job in jobs) and not mps_running()
-        self.mps = PrivateMps(ctx.layout.logs_dir / "mps") if sharing and ctx.settings.mps else None
+        self.mps = PrivateMps(ctx.layout.logs_dir / "mps", probe) if sharing and ctx.settings.mps else None
         self.reporter = reporter
         if sharing and self.mps is None:
             reporter.event("trainings sharing a GPU take turns on it: CUDA MPS is off (SLSCALE_MPS=false)")

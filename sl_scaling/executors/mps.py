@@ -5,8 +5,10 @@ with it they run at once. On an H200 that is 1.1–1.3× the aggregate rows/s of
 `slscale` starts a control daemon of its own for as long as trainings share a GPU, with its pipes in a fresh
 directory of its own: only the training workers, which get that directory in their environment, connect to it;
 nothing else on the machine (this process included) sees it. A daemon the user already runs is used as it is.
-If ours cannot start, or its server cannot, CUDA runs the workers without MPS, as it always did. MPS changes
-when kernels run, never what they compute: each training's rows, loss and seeds are the same.
+Before any training connects, a probe process connects and allocates on the GPU: where the daemon's server cannot
+serve (a GPU in exclusive mode, another user's server), the daemon is stopped again and the trainings run without
+MPS, as they always did. MPS changes when kernels run, never what they compute: each training's rows, loss and
+seeds are the same.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 CONTROL = "nvidia-cuda-mps-control"
@@ -23,6 +27,9 @@ PIPE_VARIABLE, LOG_VARIABLE = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY
 #: Where CUDA looks for a control daemon when the pipe directory is not set.
 DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 CONTROL_TIMEOUT_S = 30
+#: A CUDA client of the daemon before the trainings: it starts the daemon's server and proves it serves.
+CUDA_PROBE = (sys.executable, "-c", "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()")
+PROBE_TIMEOUT_S = 180
 
 
 def mps_running() -> bool:
@@ -32,10 +39,11 @@ def mps_running() -> bool:
 
 class PrivateMps:
     """A control daemon of our own: `start` once trainings are about to share a GPU (the environment their
-    processes need, or None where MPS is off), `stop` when they are done. Its log goes to `log_dir`."""
+    processes need, or None where MPS is off, `problem` saying why), `stop` when they are done. Its log goes to
+    `log_dir`; `probe` is the command run as its first client."""
 
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
+    def __init__(self, log_dir: Path, probe: Sequence[str] = CUDA_PROBE) -> None:
+        self.log_dir, self.probe = log_dir, tuple(probe)
         self.environment: dict[str, str] | None = None
         self.problem: str | None = None
         self._pipe_dir: str | None = None
@@ -60,7 +68,15 @@ class PrivateMps:
             shutil.rmtree(self._pipe_dir, ignore_errors=True)
             return None
         self.environment = environment
-        return environment
+        try:
+            subprocess.run(
+                self.probe, env={**os.environ, **environment}, check=True, capture_output=True,
+                timeout=PROBE_TIMEOUT_S,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.stop()
+            self.problem = f"its server served no CUDA client: {_why(exc)}"
+        return self.environment
 
     def stop(self) -> None:
         """Quit the daemon (it stops its server once the clients are gone) and remove its pipes."""
@@ -82,5 +98,5 @@ def _why(error: BaseException) -> str:
         output = (error.stderr or b"").decode(errors="replace").strip() or f"exit code {error.returncode}"
         return output.splitlines()[-1]
     if isinstance(error, subprocess.TimeoutExpired):
-        return f"no answer in {CONTROL_TIMEOUT_S} s"
+        return f"no answer in {error.timeout:.0f} s"
     return str(error)
