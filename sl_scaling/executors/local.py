@@ -58,18 +58,19 @@ class SharedGpu:
 
     def environment(self) -> dict[str, str] | None:
         """What a training's process needs to connect to the daemon (None: it runs without MPS)."""
-        if self.mps is None or self.mps.environment is not None or self.mps.problem is not None:
-            return None if self.mps is None else self.mps.environment
-        if environment := self.mps.start():
-            self.reporter.event(
-                "CUDA MPS started for the trainings sharing a GPU, so that their kernels overlap (slscale's own "
-                f"daemon, log in {self.mps.log_dir}; SLSCALE_MPS=false turns it off)"
-            )
-        else:
-            self.reporter.event(
-                f"trainings sharing a GPU take turns on it: CUDA MPS did not start ({self.mps.problem})"
-            )
-        return environment
+        if self.mps is None:
+            return None
+        if self.mps.environment is None and self.mps.problem is None:  # the first shared training: start it
+            if self.mps.start():
+                self.reporter.event(
+                    "CUDA MPS started for the trainings sharing a GPU, so that their kernels overlap (slscale's own "
+                    f"daemon, log in {self.mps.log_dir}; SLSCALE_MPS=false turns it off)"
+                )
+            else:
+                self.reporter.event(
+                    f"trainings sharing a GPU take turns on it: CUDA MPS did not start ({self.mps.problem})"
+                )
+        return self.mps.environment
 
     def stop(self) -> None:
         if self.mps is not None:
