@@ -1,7 +1,7 @@
 """Third-party warnings and log lines go to the stage's log file, not over our own output.
 
-transformers, huggingface_hub, datasets, peft, trl, accelerate and W&B print notices (token-id
-alignment, offline-run URLs, retry lines, deprecations) that a user of slscale cannot act on and that
+transformers, huggingface_hub, datasets, peft, trl, accelerate, Liger and W&B print notices (token-id
+alignment, offline-run URLs, retry lines, deprecations, kernel backends that did not import) that a user of slscale cannot act on and that
 garble the dashboard. While a stage runs they are written to its log file instead; `SLSCALE_DEBUG=1`
 or `SLSCALE_VERBOSE=1` (`--verbose`) leaves them on the terminal.
 """
@@ -29,6 +29,7 @@ LIBRARIES: tuple[str, ...] = (
     "httpx",
     "filelock",
     "urllib3",
+    "liger_kernel",  # on a GPU: which of its kernel backends did not import (CuTe DSL, Ascend)
 )
 VERBOSE_ENV = "SLSCALE_VERBOSE"
 

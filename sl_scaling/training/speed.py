@@ -17,9 +17,7 @@ Why each default (benchmarks/README.md has the figures behind them):
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
   with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`);
 - each LoRA layer's `base + B(A(x)) * scaling` as one `addmm` whose epilogue adds the adapter term
-  (`training/fused_lora.py`): three activation-sized tensors fewer per layer forward, one backward;
-- TRL's fused loss without the entropy and token accuracy it computes beside it (`training/trl.py:fused_nll`):
-  their `.item()` calls wait for the GPU three times per micro-batch, and nothing reads them.
+  (`training/fused_lora.py`): three activation-sized tensors fewer per layer forward, one backward.
 """
 
 from __future__ import annotations
@@ -69,8 +67,6 @@ class TrainingSpeed:
     lora_input_cast: bool = True
     #: Each LoRA layer's adapter term summed inside its matmul (`training/fused_lora.py`); on a GPU.
     fused_lora: bool = False
-    #: TRL's entropy and token accuracy beside the fused loss (three GPU syncs per micro-batch); off on a GPU.
-    loss_metrics: bool = True
     reason: str = ""
 
     def sft_kwargs(self, effective_batch: int) -> dict[str, Any]:
@@ -161,6 +157,5 @@ def choose_training_speed(
         padding_free=varlen_kernel_available(),
         lora_input_cast=False,
         fused_lora=True,
-        loss_metrics=False,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )

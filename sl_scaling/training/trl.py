@@ -35,33 +35,15 @@ class PortableSFTTrainer(SFTTrainer):
     boundaries; with `lora_input_cast` off, PEFT's copy of each LoRA layer's input to float32 is skipped
     (under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway); with
     `fused_lora`, each LoRA layer adds its adapter term inside the adapter's matmul (`training/fused_lora.py`,
-    which also holds the LoRA switches, the layers found once per trainer); without `loss_metrics`, the loss
-    is TRL's fused one without the entropy and token accuracy TRL computes beside it (`fused_nll`). Evaluation
-    inside training runs outside the step, on PEFT's own forward."""
+    which also holds the LoRA switches, the layers found once per trainer). Evaluation inside training runs
+    outside the step, on PEFT's own forward."""
 
     def __init__(
-        self,
-        *args: Any,
-        lora_input_cast: bool = True,
-        fused_lora: bool = False,
-        loss_metrics: bool = True,
-        **kwargs: Any,
+        self, *args: Any, lora_input_cast: bool = True, fused_lora: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         skip_cast = not lora_input_cast and self.args.bf16
         self.lora_switches = lora_switches(self.model, fuse=fused_lora, skip_cast=skip_cast)
-        self.loss_metrics = loss_metrics or not self._plain_nll()
-
-    def _plain_nll(self) -> bool:
-        """Whether TRL's training loss is its plain fused NLL here: one process, no label smoothing, no loss
-        function of the caller's, no MoE auxiliary loss (the only case `fused_nll` reproduces)."""
-        return (
-            self.args.loss_type == "nll"
-            and self.compute_loss_func is None
-            and self.label_smoother is None
-            and not self.aux_loss_enabled
-            and self.accelerator.num_processes == 1
-        )
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
         with ExitStack() as step:
@@ -75,22 +57,9 @@ class PortableSFTTrainer(SFTTrainer):
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         if fused_loss_available(model):
-            if self.loss_metrics or return_outputs or not self.model.training:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return fused_nll(model, inputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs["use_cache"] = False
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
-
-
-def fused_nll(model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> torch.Tensor:
-    """TRL 1.15's SFT training loss, as its `compute_loss` computes it (the mean NLL of the labelled tokens of the
-    whole step, from its fused LM head), without the entropy and token accuracy it computes beside it: three GPU
-    syncs per micro-batch (`.item()`) that stall the queue of kernels, for metrics nothing here reads."""
-    inputs["use_cache"] = False
-    outputs = model(**inputs, fused_lm_head=True)
-    per_token_loss = -outputs.log_probs  # zero on ignored positions
-    num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
-    return per_token_loss.sum() / torch.as_tensor(num_tokens).clamp(min=1)
 
 
 def lora_config(config: TrainConfig) -> Any:
@@ -173,7 +142,6 @@ def training_speed(
             padding_free=False,
             lora_input_cast=True,
             fused_lora=False,
-            loss_metrics=True,
             reason="checkpointing and kernels: the backend's own",
         )
     if config.gradient_checkpointing is not None:
@@ -203,7 +171,6 @@ def sft_trainer(
         callbacks=list(callbacks),
         lora_input_cast=speed.lora_input_cast,
         fused_lora=speed.fused_lora,
-        loss_metrics=speed.loss_metrics,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
     return trainer
