@@ -140,6 +140,17 @@ def test_small_sizes_project_the_aggregate_of_trainings_sharing_a_gpu() -> None:
     assert seconds == pytest.approx(1_000 + 30 * 3.0 / 3)  # three epoch ends at once
 
 
+def test_side_by_side_records_carry_their_gain_over_one_training_in_the_same_call() -> None:
+    from sl_scaling.bench.measure import _add_ratios
+
+    alone = _result("3b", "train", 100.0, tokens_per_s=14_000.0)
+    beside = _result("3b", "train", 230.0, variant="side-by-side-2", trainings=2, tokens_per_s=32_900.0)
+    trl = {"size": "3b", "phase": "train", "engine": "trl-default", "tokens_per_s": 7_000.0}
+    _add_ratios([alone, beside, trl])
+    assert beside["ratio_vs_alone"] == 2.35 and "ratio_vs_alone" not in alone
+    assert (alone["ratio_vs_trl_default"], beside["ratio_vs_trl_default"]) == (2.0, 4.7)
+
+
 def test_interpolation_is_log_linear_and_never_faster_for_bigger_models() -> None:
     points = {"0.5b": 200.0, "7b": 50.0}
     mid = estimates.interpolate(points, "3b")

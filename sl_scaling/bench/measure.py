@@ -274,11 +274,17 @@ def bench_training(
 
 
 def _add_ratios(records: list[dict[str, Any]]) -> None:
-    """Ours / each baseline, on the ours records (tokens/s, the rows' own tokens on both sides)."""
+    """Ours / each baseline, on the ours records (tokens/s, the rows' own tokens on both sides); trainings side
+    by side also / the one trained alone in the same call (their aggregate's gain)."""
     by_engine = {r.get("engine"): r for r in records if "error" not in r}
+    alone = next(
+        (r for r in records if r.get("engine") == train_path.ENGINE and r.get("variant") == "default"), None
+    )
     for r in records:
         if r.get("engine") != train_path.ENGINE or "error" in r:
             continue
+        if r.get("trainings", 1) > 1 and alone is not None and "error" not in alone:
+            r["ratio_vs_alone"] = round(r["tokens_per_s"] / alone["tokens_per_s"], 3)
         for baseline in ("unsloth", "trl-default"):
             if baseline in by_engine:
                 r[f"ratio_vs_{baseline.replace('-', '_')}"] = round(
