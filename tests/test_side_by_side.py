@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import socket
 import sys
 import tempfile
 from functools import partial
@@ -19,6 +21,7 @@ from sl_scaling.bench.measure import ModelSource
 from sl_scaling.context import make_context
 from sl_scaling.executors.base import Job
 from sl_scaling.executors.local import LocalExecutor, SharedGpu
+from sl_scaling.executors.mps import OWNER_FILE, PIPE_PREFIX
 from sl_scaling.files import atomic_write_jsonl
 from sl_scaling.pipeline import RunOptions, run_job
 from sl_scaling.processes import cpu_workers, start_cpu_workers_now, start_worker
@@ -132,10 +135,10 @@ FAKE_MPS_CONTROL = """#!/bin/sh
 # Stands in for nvidia-cuda-mps-control (no GPU driver here): -d opens the control pipe, `quit` closes it.
 if [ "$1" = "-d" ]; then
   [ -n "$FAKE_MPS_FAIL" ] && { echo "An instance of this daemon is already running" >&2; exit 1; }
-  touch "$CUDA_MPS_PIPE_DIRECTORY/control"; echo "daemon started" >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
+  touch "$CUDA_MPS_PIPE_DIRECTORY/control"
 else
   read command; [ "$command" = quit ] && rm "$CUDA_MPS_PIPE_DIRECTORY/control"
-  echo "$command" >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
+  echo "$command $CUDA_MPS_PIPE_DIRECTORY" >> "$FAKE_MPS_COMMANDS"
 fi
 """
 
@@ -157,6 +160,7 @@ def mps_control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (bin_dir / "nvidia-cuda-mps-control").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-daemon-here"))
+    monkeypatch.setenv("FAKE_MPS_COMMANDS", str(tmp_path / "commands"))
     return bin_dir
 
 
@@ -182,9 +186,29 @@ def test_trainings_sharing_a_gpu_run_under_a_private_mps_daemon(tmp_path: Path, 
     assert process.exitcode == 0 and (tmp_path / "seen").read_text() == str(pipes)
     assert len(events.lines) == 1 and "CUDA MPS started" in events.lines[0]
     shared.stop()
-    assert not pipes.exists()
-    log = (ctx.layout.logs_dir / "mps" / "control.log").read_text().split()
-    assert log[-1] == "quit"
+    assert not pipes.exists() and (tmp_path / "commands").read_text() == f"quit {pipes}\n"
+    assert (ctx.layout.logs_dir / "mps").is_dir()  # where the real daemon writes its log
+
+
+def test_a_killed_runs_daemon_is_quit_by_the_next_run(tmp_path: Path, mps_control: Path) -> None:
+    """`kill -9` leaves the daemon behind (no `finally` runs): the next run quits the daemons whose slscale
+    process is gone, and leaves a live one's alone."""
+    gone = start_worker(cpu_workers(), _write_frozen, tmp_path / "frozen")
+    gone.join(timeout=120)
+    abandoned, live = (Path(tempfile.mkdtemp(prefix=PIPE_PREFIX)) for _ in range(2))
+    for pipes, pid in ((abandoned, gone.pid), (live, os.getpid())):
+        (pipes / "control").touch()
+        (pipes / OWNER_FILE).write_text(f"{socket.gethostname()} {pid}\n")
+    try:
+        shared = SharedGpu(
+            make_context(tmp_path / "work"), SHARED, gpus=1, reporter=Events(), probe=CUDA_CLIENT
+        )
+        mine = Path(shared.environment()["CUDA_MPS_PIPE_DIRECTORY"])
+        assert not abandoned.exists() and (live / "control").exists() and (mine / "control").exists()
+        assert (tmp_path / "commands").read_text() == f"quit {abandoned}\n"
+        shared.stop()
+    finally:
+        shutil.rmtree(live)
 
 
 def test_without_mps_trainings_sharing_a_gpu_say_why_they_take_turns(
@@ -211,9 +235,7 @@ def test_without_mps_trainings_sharing_a_gpu_say_why_they_take_turns(
         (sys.executable, "-c", "raise SystemExit('CUDA error: MPS client failed to connect')"),
     )
     shared = SharedGpu(ctx, SHARED, gpus=1, reporter=events, probe=refused)
-    assert shared.environment() is None and not list(
-        Path(tempfile.gettempdir()).glob("slscale-mps-*/control")
-    )
+    assert shared.environment() is None and "quit" in (tmp_path / "commands").read_text()  # its daemon quit
     assert events.lines == [
         "trainings sharing a GPU take turns on it: CUDA MPS did not start "
         "(its server served no CUDA client: CUDA error: MPS client failed to connect)"

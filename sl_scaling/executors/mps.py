@@ -5,7 +5,8 @@ with it they run at once. On an H200 that is 1.1–1.3× the aggregate rows/s of
 `slscale` starts a control daemon of its own for as long as trainings share a GPU, with its pipes in a fresh
 directory of its own: only the training workers, which get that directory in their environment, connect to it;
 nothing else on the machine (this process included) sees it. A daemon the user already runs is used as it is.
-Before any training connects, a probe process connects and allocates on the GPU: where the daemon's server cannot
+A run that was killed (`kill -9`) leaves its daemon behind: the next run quits the daemons whose slscale process
+is gone (each pipe directory names its owner) before it starts its own. Before any training connects, a probe process connects and allocates on the GPU: where the daemon's server cannot
 serve (a GPU in exclusive mode, another user's server), the daemon is stopped again and the trainings run without
 MPS, as they always did. MPS changes when kernels run, never what they compute: each training's rows, loss and
 seeds are the same.
@@ -16,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +30,10 @@ PIPE_VARIABLE, LOG_VARIABLE = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY
 #: Where CUDA looks for a control daemon when the pipe directory is not set.
 DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 CONTROL_TIMEOUT_S = 30
+#: Our pipe directories (in the temp directory) and the file in each that names the slscale process owning it.
+PIPE_PREFIX, OWNER_FILE = "slscale-mps-", "owner"
+#: A pipe directory that names no owner this long after it was made was cut short: it is abandoned.
+ORPHAN_AFTER_S = 60
 #: A CUDA client of the daemon before the trainings: it starts the daemon's server and proves it serves.
 CUDA_PROBE = (sys.executable, "-c", "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()")
 PROBE_TIMEOUT_S = 180
@@ -54,8 +61,10 @@ class PrivateMps:
         if shutil.which(CONTROL) is None:
             self.problem = f"{CONTROL} is not installed"
             return None
+        reclaim_abandoned()
         # Unix sockets allow ~100 characters of path: the pipes go to a short local directory, not the workdir.
-        self._pipe_dir = tempfile.mkdtemp(prefix="slscale-mps-")
+        self._pipe_dir = tempfile.mkdtemp(prefix=PIPE_PREFIX)
+        Path(self._pipe_dir, OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         environment = {PIPE_VARIABLE: self._pipe_dir, LOG_VARIABLE: str(self.log_dir)}
         try:
@@ -82,15 +91,45 @@ class PrivateMps:
         """Quit the daemon (it stops its server once the clients are gone) and remove its pipes."""
         if self.environment is None:
             return
-        # A daemon that does not answer holds nothing of ours: its clients (the trainings) have exited.
+        _quit(self.environment[PIPE_VARIABLE])
+        self.environment = None
+
+
+def reclaim_abandoned() -> list[Path]:
+    """Quit the daemons of slscale processes that are gone (killed before they could quit them); returns
+    their pipe directories, now removed."""
+    from sl_scaling.processes import alive
+
+    reclaimed = []
+    for pipes in Path(tempfile.gettempdir()).glob(f"{PIPE_PREFIX}*"):
+        try:
+            host, pid = pipes.joinpath(OWNER_FILE).read_text().split()
+            owned = alive(host, int(pid))
+        except (OSError, ValueError):  # no owner named yet (being made now), or never (cut short a while ago)
+            owned = _age_s(pipes) < ORPHAN_AFTER_S
+        if not owned:
+            _quit(str(pipes))
+            reclaimed.append(pipes)
+    return reclaimed
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _quit(pipe_dir: str) -> None:
+    """Quit the daemon listening in `pipe_dir` (it stops its server once the clients are gone), remove its pipes.
+    A daemon that does not answer holds nothing of ours: its clients (the trainings) have exited."""
+    if Path(pipe_dir, "control").exists():
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(
-                [CONTROL], input="quit\n", text=True, env={**os.environ, **self.environment},
+                [CONTROL], input="quit\n", text=True, env={**os.environ, PIPE_VARIABLE: pipe_dir},
                 capture_output=True, timeout=CONTROL_TIMEOUT_S,
             )  # fmt: skip
-        self.environment = None
-        if self._pipe_dir is not None:
-            shutil.rmtree(self._pipe_dir, ignore_errors=True)
+    shutil.rmtree(pipe_dir, ignore_errors=True)
 
 
 def _why(error: BaseException) -> str:
