@@ -61,10 +61,10 @@ def fold_plural(word: str) -> str:
 
 def parse_answer(answer: str) -> str:
     """Lower-case, strip surrounding whitespace and punctuation, first word, plural folded."""
-    text = answer.lower().strip(_STRIP)
-    if not text:
-        return EMPTY_ANSWER
-    first = text.split()[0].strip(_STRIP)
+    words = (
+        answer.lower().strip(_STRIP).split()
+    )  # str.split() also splits on Unicode spaces (\u3000, \x1c, ...)
+    first = words[0].strip(_STRIP) if words else ""
     return fold_plural(first) if first else EMPTY_ANSWER
 
 
