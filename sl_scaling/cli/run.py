@@ -123,8 +123,9 @@ def command(
         typer.Option(
             min=1,
             help="Conditions of a size trained at once on one GPU, each in its own process with the math it "
-            "would have alone (default: 4 at 0.5b, 3 at 1.5b, 2 at 3b, else 1; without a GPU: training "
-            "processes, default one per core, each training its share of the conditions).",
+            "would have alone, under slscale's own CUDA MPS daemon (SLSCALE_MPS=false: none) (default: 4 at 0.5b, "
+            "3 at 1.5b, 2 at 3b, else 1; without a GPU: training processes, default one per core, each training "
+            "its share of the conditions).",
         ),
     ] = None,
     max_retries: Annotated[
