@@ -1,15 +1,15 @@
 """CUDA MPS for the trainings that share a GPU: without it their kernels take turns on the GPU (time-sliced);
-with it they run at once. On an H200 that is 1.1–1.3× the aggregate rows/s of the small sizes
-(benchmarks/README.md).
+with it they run at once. On an H200 that is 1.1–1.25× the aggregate rows/s of the small sizes
+(benchmarks/README.md, 2026-12-03, MPS session).
 
 `slscale` starts a control daemon of its own for as long as trainings share a GPU, with its pipes in a fresh
 directory of its own: only the training workers, which get that directory in their environment, connect to it;
 nothing else on the machine (this process included) sees it. A daemon the user already runs is used as it is.
-A run that was killed (`kill -9`) leaves its daemon behind: the next run quits the daemons whose slscale process
-is gone (each pipe directory names its owner) before it starts its own. Before any training connects, a probe process connects and allocates on the GPU: where the daemon's server cannot
+Before any training connects, a probe process connects and allocates on the GPU: where the daemon's server cannot
 serve (a GPU in exclusive mode, another user's server), the daemon is stopped again and the trainings run without
-MPS, as they always did. MPS changes when kernels run, never what they compute: each training's rows, loss and
-seeds are the same.
+MPS, as they always did. A run that was killed (`kill -9`) leaves its daemon behind: the next run quits the daemons
+whose slscale process is gone (each pipe directory names its owner) before it starts its own. MPS changes when
+kernels run, never what they compute: each training's rows, loss and seeds are the same.
 """
 
 from __future__ import annotations
