@@ -1,4 +1,5 @@
-"""Third-party log lines and warnings go to the stage's log file while a stage runs, not over our output."""
+"""Which libraries' log lines and warnings go to the stage's log file while a stage runs (`library_output.captured`);
+the end-to-end check on `slscale train` is tests/reliability/test_library_output.py."""
 
 from __future__ import annotations
 
