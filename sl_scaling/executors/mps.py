@@ -53,7 +53,6 @@ class PrivateMps:
         self.log_dir, self.probe = log_dir, tuple(probe)
         self.environment: dict[str, str] | None = None
         self.problem: str | None = None
-        self._pipe_dir: str | None = None
 
     def start(self) -> dict[str, str] | None:
         if self.environment is not None or self.problem is not None:
@@ -63,10 +62,10 @@ class PrivateMps:
             return None
         reclaim_abandoned()
         # Unix sockets allow ~100 characters of path: the pipes go to a short local directory, not the workdir.
-        self._pipe_dir = tempfile.mkdtemp(prefix=PIPE_PREFIX)
-        Path(self._pipe_dir, OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        pipe_dir = tempfile.mkdtemp(prefix=PIPE_PREFIX)
+        Path(pipe_dir, OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        environment = {PIPE_VARIABLE: self._pipe_dir, LOG_VARIABLE: str(self.log_dir)}
+        environment = {PIPE_VARIABLE: pipe_dir, LOG_VARIABLE: str(self.log_dir)}
         try:
             subprocess.run(
                 [CONTROL, "-d"], env={**os.environ, **environment}, check=True, capture_output=True,
@@ -74,7 +73,7 @@ class PrivateMps:
             )  # fmt: skip
         except (OSError, subprocess.SubprocessError) as exc:
             self.problem = f"{CONTROL} -d failed ({_why(exc)})"
-            shutil.rmtree(self._pipe_dir, ignore_errors=True)
+            shutil.rmtree(pipe_dir, ignore_errors=True)
             return None
         self.environment = environment
         try:

@@ -60,7 +60,7 @@ def fused_lora_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -
             continue
         down = layer.lora_A[name](x)
         up = layer.lora_B[name].weight.to(out.dtype)  # autocast's cast, which an in-place op does not get
-        out.addmm_(down.reshape(-1, down.shape[-1]).to(out.dtype), up.t(), alpha=layer.scaling[name])
+        out.addmm_(down.reshape(-1, down.shape[-1]), up.t(), alpha=layer.scaling[name])
     return result
 
 
