@@ -1,12 +1,13 @@
 """Where a training step's time goes, on `slscale train`'s own path (issue 16): the PyTorch profiler over a few
 steady steps of `bench.train_path.train_on_path` (random-weight Qwen2.5 shape, the default speed knobs).
 
-    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT" [--copies]
+    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT" [--copies [--stacks]]
 
 Writes, per size, `profile-SIZE.txt` (the top operators by GPU and by CPU time) and `profile-SIZE.json` (wall,
 GPU-busy and CPU-launch time per step, kernel launches per step, the step times with the profiler off); with
-`--copies`, also `profile-SIZE-copies.txt`: the copy operators by input shape and by Python call site (the
-profiler then records shapes and stacks, which slows the profiled steps, not the figures with it off).
+`--copies`, also `profile-SIZE-copies.txt`: the copy operators by input shape, and with `--stacks` by Python
+call site too (the profiler then records shapes and stacks, which slows the profiled steps and, with stacks, its
+own summary by minutes at 14b; not the figures with it off).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ WARMUP, PROFILED = 6, 3
 COPIES = ("aten::copy_", "aten::_to_copy", "aten::contiguous", "aten::clone")
 
 
-def profiler_callback(copies: bool = False) -> Any:
+def profiler_callback(copies: bool = False, stacks: bool = False) -> Any:
     """Profiles optimizer steps WARMUP+1 … WARMUP+PROFILED (synchronised at both ends)."""
     import torch
     from torch._C._profiler import _ExperimentalConfig
@@ -49,9 +50,9 @@ def profiler_callback(copies: bool = False) -> Any:
                 self.prof = profile(
                     activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
                     record_shapes=copies,
-                    with_stack=copies,
+                    with_stack=stacks,
                     # Python call sites reach the events only with a verbose config (torch 2.x's Kineto profiler)
-                    experimental_config=_ExperimentalConfig(verbose=True) if copies else None,
+                    experimental_config=_ExperimentalConfig(verbose=True) if stacks else None,
                 )
                 self.prof.__enter__()
                 self.wall = time.perf_counter()
@@ -80,14 +81,25 @@ def summarise(prof: Any, wall: float) -> dict[str, Any]:
     }
 
 
-def copy_tables(prof: Any) -> str:
-    """The copy operators by GPU time: grouped by input shape, then by the innermost Python frames."""
+def copy_tables(prof: Any, stacks: bool) -> str:
+    """The copy operators by GPU time: grouped by input shape (and dtypes), then by the innermost Python
+    frames if the profiler recorded them."""
     from torch.autograd.profiler_util import EventList
 
     tables = []
-    for grouping in ({"group_by_input_shape": True}, {"group_by_stack_n": 8}):
+    groupings: list[dict[str, Any]] = [{"group_by_input_shape": True}]
+    if stacks:
+        groupings.append({"group_by_stack_n": 8})
+    for grouping in groupings:
         events = EventList([e for e in prof.key_averages(**grouping) if e.key in COPIES])
-        tables.append(events.table(sort_by="device_time_total", row_limit=12, max_name_column_width=40))
+        tables.append(
+            events.table(
+                sort_by="device_time_total",
+                row_limit=20,
+                max_name_column_width=40,
+                max_shapes_column_width=120,
+            )
+        )
     return "\n\n".join(tables)
 
 
@@ -98,11 +110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", action="append", required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--copies", action="store_true", help="also tabulate copies by shape and call site")
+    parser.add_argument("--copies", action="store_true", help="also tabulate copies by input shape")
+    parser.add_argument("--stacks", action="store_true", help="with --copies: by Python call site too (slow)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for size in args.size:
-        callback = profiler_callback(args.copies)
+        callback = profiler_callback(args.copies, args.stacks)
         run = PathRun(
             size=size, parameters=shapes.parameter_count(size), random_weights=True, steps=WARMUP + 6
         )
@@ -124,7 +137,7 @@ def main() -> None:
         (args.out / f"profile-{size}.txt").write_text("\n\n".join(tables))
         (args.out / f"profile-{size}.json").write_text(json.dumps(summary, indent=1))
         if args.copies:
-            (args.out / f"profile-{size}-copies.txt").write_text(copy_tables(callback.prof))
+            (args.out / f"profile-{size}-copies.txt").write_text(copy_tables(callback.prof, args.stacks))
         print(json.dumps(summary), flush=True)
 
 

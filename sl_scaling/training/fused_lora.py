@@ -1,15 +1,20 @@
-"""LoRA's adapter term added inside the adapter's second matmul: `base.addmm_(x·Aᵀ, Bᵀ, alpha=scaling)`.
+"""A LoRA layer as one autograd function on a GPU: `x·Wᵀ + b`, then `addmm_(x·Aᵀ, Bᵀ, alpha=scaling)` into it.
 
-PEFT computes a LoRA layer as `base + B(A(x)) * scaling`: the product, the scaling and the sum are three
-activation-sized tensors written and read again (and the scaling's backward a fourth), in every adapted
-layer of every micro-batch — memory-bound kernels that a GPU waits on. One `addmm_` does the same sum in the
-matmul's epilogue (cuBLAS' `beta = 1`), in place on the base layer's output, which no backward reads (an
-out-of-place `addmm` would first copy it). Same rows, same loss, the same sum and its gradients; the adapter's
-product is rounded once (with the sum) instead of twice, so values agree up to bf16 rounding (on the H200, 7
-steps trained a bit-identical adapter: tests/gpu/test_fused_lora_gpu.py).
+PEFT computes a LoRA layer as `base + B(A(x)) * scaling` through autograd: the adapter's product, the scaling
+and the sum are activation-sized tensors written and read again in every adapted layer of every micro-batch,
+and the backward adds the input's two gradients (through W and through the adapter) in one more pass. One
+`addmm_` in the matmul's epilogue (cuBLAS' `beta = 1`) does the forward sum; the backward's own function does the
+gradient sum the same way (`grad_x = g·W`, then `addmm_(g·B, A)`) and writes nothing else activation-sized. An
+in-place sum under plain autograd would not do: the sum goes into a view of the base output, and autograd's
+backward of an in-place op on a view (`CopySlices`) clones the whole output gradient — three output-sized copies
+per layer that a profile of the H200 showed as ~10% of a 3b step. Same rows, same loss, the same sums and
+gradients; products are rounded once (with their sum) instead of twice, so values agree up to bf16 rounding
+(on the H200 a short training ends no further from PEFT's forward than another split of the same step does:
+tests/gpu/test_fused_lora_gpu.py).
 
-Only vanilla LoRA is fused (no dropout: EXPERIMENT.md's is 0; no DoRA, no LoRA bias), and only where the
-matmul's operands agree in dtype or autocast casts them; any other layer or call runs PEFT's own forward.
+Only vanilla LoRA on a plain frozen `nn.Linear` is fused (no dropout: EXPERIMENT.md's is 0; no DoRA, no LoRA
+bias; one active adapter), and only where the operands agree in dtype or autocast casts them; any other layer or
+call runs PEFT's own forward.
 
 `lora_switches` finds a model's LoRA layers once and puts a training step's switches on them (the fused
 forward; no input cast, `TrainingSpeed.lora_input_cast`): scanning a 32b's modules takes ~25 ms of CPU, which
@@ -28,40 +33,88 @@ import torch
 
 
 def fusable(layer: Any) -> bool:
-    """A PEFT LoRA linear layer whose active adapters are plain `B(A(x)) * scaling` terms."""
+    """A PEFT LoRA linear layer on a plain `nn.Linear` whose one active adapter is a plain `B(A(x)) * scaling`."""
     from peft.tuners.lora.layer import Linear
 
     if not isinstance(layer, Linear) or layer.merged or layer.disable_adapters or layer.lora_variant:
         return False
     active = [name for name in layer.active_adapters if name in layer.lora_A]
-    return all(
-        isinstance(layer.lora_dropout[name], torch.nn.Identity) and layer.lora_B[name].bias is None
-        for name in active
+    return (
+        type(layer.base_layer) is torch.nn.Linear
+        and len(active) == 1
+        and isinstance(layer.lora_dropout[active[0]], torch.nn.Identity)
+        and layer.lora_B[active[0]].bias is None
     )
 
 
-def _operands_agree(layer: Any, x: torch.Tensor) -> bool:
-    """addmm needs one dtype: autocast's, or the input's, the base weight's and the adapter's alike."""
+class FusedLoraLinear(torch.autograd.Function):
+    """`x·Wᵀ + b + scaling · (x·Aᵀ)·Bᵀ` for a frozen `W`, `b`; every operand in the one compute dtype."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        lora_a: torch.Tensor,
+        lora_b: torch.Tensor,
+        scaling: float,
+    ) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        down = rows @ lora_a.t()
+        out = torch.nn.functional.linear(rows, weight, bias)
+        out.addmm_(down, lora_b.t(), alpha=scaling)
+        ctx.save_for_backward(rows, weight, lora_a, lora_b, down)
+        ctx.scaling, ctx.input_shape = scaling, x.shape
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        rows, weight, lora_a, lora_b, down = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        g_down = g @ lora_b  # the gradient reaching x·Aᵀ, over `scaling`
+        grad_x = grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g @ weight
+            grad_x.addmm_(g_down, lora_a, alpha=ctx.scaling)
+            grad_x = grad_x.view(ctx.input_shape)
+        if ctx.needs_input_grad[3]:
+            grad_a = (rows.t() @ g_down).t().mul_(ctx.scaling)
+        if ctx.needs_input_grad[4]:
+            grad_b = (down.t() @ g).t().mul_(ctx.scaling)
+        return grad_x, None, None, grad_a, grad_b, None
+
+
+def _compute_dtype(layer: Any, x: torch.Tensor) -> torch.dtype | None:
+    """The one dtype of the fused matmuls: autocast's, or the one the input, base layer and adapter share;
+    None where the call cannot be fused (mixed dtypes without autocast, a base layer that trains)."""
+    base = layer.base_layer
+    if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
+        return None
     if torch.is_autocast_enabled(x.device.type):
-        return True
-    dtypes = {x.dtype, layer.base_layer.weight.dtype}
-    dtypes |= {layer.lora_A[name].weight.dtype for name in layer.active_adapters if name in layer.lora_A}
-    return len(dtypes) == 1
+        return torch.get_autocast_dtype(x.device.type)
+    name = next(name for name in layer.active_adapters if name in layer.lora_A)
+    dtypes = {x.dtype, base.weight.dtype, layer.lora_A[name].weight.dtype, layer.lora_B[name].weight.dtype}
+    return x.dtype if len(dtypes) == 1 else None
 
 
 def fused_lora_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """PEFT's `lora.Linear.forward` for vanilla LoRA, the adapter term summed by the matmul itself."""
-    if args or kwargs or not _operands_agree(layer, x):
+    """PEFT's `lora.Linear.forward` for vanilla LoRA, as one `FusedLoraLinear`. The operands are cast as
+    autocast would cast them (the casts' backward returns the adapter's gradients in its own dtype)."""
+    dtype = None if args or kwargs else _compute_dtype(layer, x)
+    if dtype is None:
         return type(layer).forward(layer, x, *args, **kwargs)
-    result = layer.base_layer(x)  # a fresh tensor no backward needs: the adapter terms go into it in place
-    out = result.view(-1, result.shape[-1])
-    for name in layer.active_adapters:
-        if name not in layer.lora_A:
-            continue
-        down = layer.lora_A[name](x)
-        up = layer.lora_B[name].weight.to(out.dtype)  # autocast's cast, which an in-place op does not get
-        out.addmm_(down.reshape(-1, down.shape[-1]), up.t(), alpha=layer.scaling[name])
-    return result
+    name = next(name for name in layer.active_adapters if name in layer.lora_A)
+    base = layer.base_layer
+    operands = (
+        x.to(dtype),
+        base.weight.to(dtype),
+        None if base.bias is None else base.bias.to(dtype),
+        layer.lora_A[name].weight.to(dtype),
+        layer.lora_B[name].weight.to(dtype),
+    )
+    with torch.autocast(x.device.type, enabled=False):
+        return FusedLoraLinear.apply(*operands, layer.scaling[name])
 
 
 @dataclass(frozen=True)

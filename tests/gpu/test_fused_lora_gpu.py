@@ -1,8 +1,8 @@
 """The fused LoRA forward (the default on a GPU) trains the adapter PEFT's own forward trains, up to bf16
 rounding: a short training of a random-weight 0.5b on `slscale train`'s path ends no further from PEFT's
 forward than PEFT's forward ends from another split of the same step (60 × 1 against 20 × 3); and the
-fused layer itself, in bf16 under autocast, is no further from float32 than PEFT's. Run on the lent H200;
-skipped on CPU."""
+fused layer itself, its output and its gradients (input, A, B) in bf16 under autocast, is no further from
+float32 than PEFT's. Run on the lent H200; skipped on CPU."""
 
 from __future__ import annotations
 
@@ -30,20 +30,28 @@ def test_a_fused_layer_is_as_close_to_float32_as_pefts() -> None:
             if "lora_B" in name:
                 param.normal_(std=0.02)
     x = torch.randn(8600, 3584, device="cuda")  # 60 rows of ~143 tokens, flattened
-    with torch.no_grad():
-        exact = model(x)
+    upstream = torch.randn(8600, 18944, device="cuda")  # the gradient reaching the layer's output
 
-    def bf16(fused: bool) -> float:
-        with (
-            torch.no_grad(),
-            torch.autocast("cuda", torch.bfloat16),
-            lora_switches(model, fuse=fused).applied(),
-        ):
-            return (model(x).float() - exact).abs().max().item()
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        model.zero_grad()
+        out = model(x)
+        out.backward(upstream.to(out.dtype))
+        adapter = {n: p.grad.float() for n, p in model.named_parameters() if p.requires_grad}
+        return {"out": out.detach().float(), "x": x.grad.float(), **adapter}
 
-    fused_error, peft_error = bf16(True), bf16(False)
-    print(f"bf16 errors against float32: fused {fused_error}, PEFT {peft_error}")
-    assert fused_error <= 1.5 * peft_error
+    exact = run(x)
+
+    def bf16_errors(fused: bool) -> dict[str, float]:
+        with torch.autocast("cuda", torch.bfloat16), lora_switches(model, fuse=fused).applied():
+            got = run(x.bfloat16())
+        return {k: (got[k] - exact[k]).abs().max().item() for k in exact}
+
+    fused_errors, peft_errors = bf16_errors(True), bf16_errors(False)
+    print(f"bf16 errors against float32: fused {fused_errors}, PEFT {peft_errors}")
+    assert len(exact) == 4  # output, input gradient, A and B gradients
+    for k in exact:
+        assert fused_errors[k] <= 1.5 * peft_errors[k], k
 
 
 def test_fused_lora_training_ends_where_pefts_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Where a training step's time goes now (issue 16, 2026-12-03 night session): the PyTorch profiler over steady
+# steps of `slscale train`'s path at the default speed knobs (padding-free, fused LoRA, no LoRA input cast), with
+# the copy operators by input shape. One part per device call; raw output: benchmarks/results/raw-2026-12-03-night.
+#   profile — 3b, 7b and 14b (copies by input shape), then 3b's copies by Python call site (that table failed
+#             in torch's table builder; the operator tables came back);
+#   fused   — after the LoRA layer became one autograd function (no CopySlices clone, gradient sums in the
+#             matmuls' epilogues): its GPU tests, then 3b alone and 2 side by side, 1.5b alone and 3 side by side.
+source benchmarks/device-env.sh wheels-core wheels-fast
+profile() { local limit=$1; shift
+  timeout "$limit" python3 benchmarks/profile_train.py --out "$OUT" "$@" >"$OUT/profile-$2.log" 2>&1
+  tail -c 600 "$OUT/profile-$2.log"; echo; }
+bench() { local name=$1 limit=$2; shift 2
+  timeout "$limit" slscale bench --random-weights --phase train --no-unsloth --json "$OUT/$name.json" "$@" \
+    >"$OUT/$name.log" 2>&1; grep '^{"size' "$OUT/$name.log" | cut -c1-300; }
+case "$1" in
+  profile)
+    profile 110 --size 3b --copies
+    profile 130 --size 7b --copies
+    profile 180 --size 14b --copies
+    mkdir -p "$OUT/stacks" && timeout 150 python3 benchmarks/profile_train.py --out "$OUT/stacks" --size 3b \
+      --copies --stacks >"$OUT/stacks/profile-3b.log" 2>&1; tail -c 300 "$OUT/stacks/profile-3b.log" ;;
+  fused)
+    timeout 200 python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_fused_lora_gpu.py 2>&1 \
+      | tee "$OUT/tests-fused.log" | grep -v '^\s*$' | tail -8
+    bench train-3b 190 --size 3b --fit-only 3b --trainings 2
+    bench train-1.5b 170 --size 1.5b --fit-only 1.5b --trainings 3 ;;
+esac
