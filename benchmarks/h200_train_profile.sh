@@ -6,7 +6,8 @@
 #             in torch's table builder; the operator tables came back);
 #   fused   — after the LoRA layer became one autograd function (no CopySlices clone, gradient sums in the
 #             matmuls' epilogues): its GPU tests, then 3b alone and 2 side by side, 1.5b alone and 3 side by side;
-#   sizes   — 3b alone, 2 and 3 side by side; 7b and 14b on the default path.
+#   sizes   — 3b alone, 2 and 3 side by side; 7b and 14b on the default path;
+#   rest    — 32b on the default path; 0.5b alone and 4 side by side; 1.5b alone and 3 side by side again.
 source benchmarks/device-env.sh wheels-core wheels-fast
 profile() { local limit=$1; shift
   timeout "$limit" python3 benchmarks/profile_train.py --out "$OUT" "$@" >"$OUT/profile-$2.log" 2>&1
@@ -30,4 +31,8 @@ case "$1" in
     bench train-3b-again 250 --size 3b --fit-only 3b --trainings 2 --trainings 3
     bench train-7b 120 --size 7b --fit-only 7b
     bench train-14b 190 --size 14b --fit-only 14b ;;
+  rest)
+    bench train-32b 290 --size 32b --fit-only 32b
+    bench train-0.5b 130 --size 0.5b --fit-only 0.5b --trainings 4
+    bench train-1.5b-again 150 --size 1.5b --fit-only 1.5b --trainings 3 ;;
 esac
