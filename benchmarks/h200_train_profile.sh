@@ -7,7 +7,8 @@
 #   fused   — after the LoRA layer became one autograd function (no CopySlices clone, gradient sums in the
 #             matmuls' epilogues): its GPU tests, then 3b alone and 2 side by side, 1.5b alone and 3 side by side;
 #   sizes   — 3b alone, 2 and 3 side by side; 7b and 14b on the default path;
-#   rest    — 32b on the default path; 0.5b alone and 4 side by side; 1.5b alone and 3 side by side again.
+#   rest    — 32b on the default path; 0.5b alone and 4 side by side; 1.5b alone and 3 side by side again;
+#   gaps    — 7b's timeline (profile_train.py --trace): where the GPU idles between kernels, and what the CPU runs then.
 source benchmarks/device-env.sh wheels-core wheels-fast
 profile() { local limit=$1; shift
   timeout "$limit" python3 benchmarks/profile_train.py --out "$OUT" "$@" >"$OUT/profile-$2.log" 2>&1
@@ -35,4 +36,6 @@ case "$1" in
     bench train-32b 290 --size 32b --fit-only 32b
     bench train-0.5b 130 --size 0.5b --fit-only 0.5b --trainings 4
     bench train-1.5b-again 150 --size 1.5b --fit-only 1.5b --trainings 3 ;;
+  gaps) mkdir -p "$OUT/gaps" && timeout 230 python3 benchmarks/profile_train.py --out "$OUT/gaps" --size 7b --trace \
+      >"$OUT/gaps/profile-7b.log" 2>&1; tail -c 2500 "$OUT/gaps/profile-7b.log" ;;
 esac

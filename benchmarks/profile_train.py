@@ -1,19 +1,23 @@
 """Where a training step's time goes, on `slscale train`'s own path (issue 16): the PyTorch profiler over a few
 steady steps of `bench.train_path.train_on_path` (random-weight Qwen2.5 shape, the default speed knobs).
 
-    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT" [--copies [--stacks]]
+    python benchmarks/profile_train.py --size 0.5b --size 14b --out "$OUT" [--copies [--stacks]] [--trace]
 
 Writes, per size, `profile-SIZE.txt` (the top operators by GPU and by CPU time) and `profile-SIZE.json` (wall,
 GPU-busy and CPU-launch time per step, kernel launches per step, the step times with the profiler off); with
 `--copies`, also `profile-SIZE-copies.txt`: the copy operators by input shape, and with `--stacks` by Python
 call site too (the profiler then records shapes and stacks, which slows the profiled steps and, with stacks, its
-own summary by minutes at 14b; not the figures with it off).
+own summary by minutes at 14b; not the figures with it off); with `--trace`, `trace-SIZE.json.gz` (the
+profiled steps' timeline) and, in the JSON, the GPU's idle time between kernels per step and what the CPU ran
+at the start of the longest gaps.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import shutil
 import tempfile
 import time
 from itertools import pairwise
@@ -82,25 +86,46 @@ def summarise(prof: Any, wall: float) -> dict[str, Any]:
 
 
 def copy_tables(prof: Any, stacks: bool) -> str:
-    """The copy operators by GPU time: grouped by input shape (and dtypes), then by the innermost Python
-    frames if the profiler recorded them."""
-    from torch.autograd.profiler_util import EventList
-
-    tables = []
+    """The copy operators by GPU time: grouped by input shape, then by the innermost Python frames if the
+    profiler recorded them (plain text: torch's table builder fails on a filtered event list)."""
     groupings: list[dict[str, Any]] = [{"group_by_input_shape": True}]
     if stacks:
         groupings.append({"group_by_stack_n": 8})
+    lines = []
     for grouping in groupings:
-        events = EventList([e for e in prof.key_averages(**grouping) if e.key in COPIES])
-        tables.append(
-            events.table(
-                sort_by="device_time_total",
-                row_limit=20,
-                max_name_column_width=40,
-                max_shapes_column_width=120,
-            )
+        events = [e for e in prof.key_averages(**grouping) if e.key in COPIES]
+        for e in sorted(events, key=lambda e: e.device_time_total, reverse=True)[:20]:
+            where = e.input_shapes if "group_by_input_shape" in grouping else " <- ".join(e.stack[:8])
+            lines.append(f"{e.device_time_total / 1e3:10.1f} ms {e.count:7d}x {e.key:18s} {where}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def idle_gaps(trace: Path, steps: int) -> dict[str, Any]:
+    """The GPU's idle time between kernels in the profiled steps (from the exported trace), and the CPU
+    operators running at the start of its ten longest gaps: what the GPU waits for."""
+    events = json.loads(trace.read_text())["traceEvents"]
+    kernels = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "kernel" and "dur" in e)
+    if not kernels:
+        return {}
+    gaps, end = [], kernels[0][1]
+    for start, stop in kernels[1:]:
+        if start > end:
+            gaps.append((start - end, end))
+        end = max(end, stop)
+    cpu = [e for e in events if e.get("cat") in ("cpu_op", "python_function", "user_annotation") and "dur" in e]
+    longest = []
+    for length, at in sorted(gaps, reverse=True)[:10]:
+        running = sorted(
+            (e for e in cpu if e["ts"] <= at <= e["ts"] + e["dur"]), key=lambda e: e["dur"], reverse=True
         )
-    return "\n\n".join(tables)
+        longest.append({"ms": round(length / 1e3, 2), "cpu": [e["name"][:80] for e in running[:6]]})
+    return {
+        "idle_s_per_step": round(sum(g for g, _ in gaps) / 1e6 / steps, 4),
+        "gaps_over_1ms_per_step": sum(1 for g, _ in gaps if g > 1e3) / steps,
+        "idle_in_gaps_over_1ms_s_per_step": round(sum(g for g, _ in gaps if g > 1e3) / 1e6 / steps, 4),
+        "longest": longest,
+    }
 
 
 def main() -> None:
@@ -112,6 +137,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--copies", action="store_true", help="also tabulate copies by input shape")
     parser.add_argument("--stacks", action="store_true", help="with --copies: by Python call site too (slow)")
+    parser.add_argument("--trace", action="store_true", help="export the trace (gzip) and its GPU idle gaps")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for size in args.size:
@@ -135,9 +161,16 @@ def main() -> None:
             events.table(sort_by="self_cpu_time_total", row_limit=40),
         ]
         (args.out / f"profile-{size}.txt").write_text("\n\n".join(tables))
-        (args.out / f"profile-{size}.json").write_text(json.dumps(summary, indent=1))
         if args.copies:
             (args.out / f"profile-{size}-copies.txt").write_text(copy_tables(callback.prof, args.stacks))
+        if args.trace:
+            trace = args.out / f"trace-{size}.json"
+            callback.prof.export_chrome_trace(str(trace))
+            summary["gpu_idle"] = idle_gaps(trace, PROFILED)
+            with trace.open("rb") as raw, gzip.open(f"{trace}.gz", "wb") as packed:
+                shutil.copyfileobj(raw, packed)
+            trace.unlink()
+        (args.out / f"profile-{size}.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps(summary), flush=True)
 
 
