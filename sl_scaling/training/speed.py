@@ -16,8 +16,8 @@ Why each default (benchmarks/README.md has the figures behind them):
 - no copy of a LoRA layer's input to float32 (PEFT's default casts it to the adapter's dtype, and autocast
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
   with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`);
-- each LoRA layer's `base + B(A(x)) * scaling` as one `addmm` whose epilogue adds the adapter term
-  (`training/fused_lora.py`): three activation-sized tensors fewer per layer forward, one backward.
+- each LoRA layer as one autograd function (`training/fused_lora.py`): the adapter term summed in its matmul's
+  epilogue, the input's two gradients in another's — no activation-sized scaling, sum or copy of its own.
 """
 
 from __future__ import annotations
