@@ -237,6 +237,18 @@ def test_speed_kwargs_keep_the_effective_batch() -> None:
     assert TrainingSpeed(gradient_checkpointing=False, padding_free=True).sft_kwargs(60)["max_length"] is None
 
 
+def test_the_loss_nan_check_is_the_trainers_and_off_is_a_speed_knob_only() -> None:
+    """Off (the GPU's default) drops the Trainer's per-micro-batch GPU sync; it only ever changed the logged
+    loss of a NaN step, which `sft_config` then logs as it is."""
+    from sl_scaling.training.config import TrainConfig
+    from sl_scaling.training.trl import sft_config
+
+    speed = TrainingSpeed(gradient_checkpointing=False)
+    assert speed.sft_kwargs(60)["logging_nan_inf_filter"] is True  # the Trainer's own default
+    off = TrainingSpeed(gradient_checkpointing=False, tf32=False, loss_nan_check=False).sft_kwargs(60)
+    assert sft_config(TrainConfig(), Path("out"), off).logging_nan_inf_filter is False
+
+
 def test_bench_cli_rejects_unknown_phase_and_tiny_random_weights() -> None:
     from typer.testing import CliRunner
 

@@ -23,6 +23,7 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "lora-input-cast": ({}, {"lora_input_cast": True}),
     "padded": ({}, {"padding_free": False}),
     "peft-lora": ({}, {"fused_lora": False}),
+    "loss-nan-check": ({}, {"loss_nan_check": True}),
     "length-grouped": ({"group_by_length": True}, {}),
     FINAL_EVALUATION_VARIANT: ({"final_samples": FINAL_EVAL_SAMPLES}, {}),
 }

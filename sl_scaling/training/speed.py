@@ -17,7 +17,9 @@ Why each default (benchmarks/README.md has the figures behind them):
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
   with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`);
 - each LoRA layer as one autograd function (`training/fused_lora.py`): the adapter term summed in its matmul's
-  epilogue, the input's two gradients in another's — no activation-sized scaling, sum or copy of its own.
+  epilogue, the input's two gradients in another's — no activation-sized scaling, sum or copy of its own;
+- no NaN/inf check of each micro-batch's loss on a GPU (`loss_nan_check`): the check is a GPU sync, and it
+  only ever changed the logged loss of a NaN step, never the update.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class TrainingSpeed:
     lora_input_cast: bool = True
     #: Each LoRA layer's adapter term summed inside its matmul (`training/fused_lora.py`); on a GPU.
     fused_lora: bool = False
+    #: The Trainer's NaN/inf check of every micro-batch's loss (`logging_nan_inf_filter`): a GPU sync after each
+    #: backward that leaves the GPU idle while the CPU runs the optimizer step and fetches the next batch. It
+    #: only changes the *logged* loss of a NaN step (a running average instead of the NaN), never the update;
+    #: off on a GPU, where the log then shows such a step as it is.
+    loss_nan_check: bool = True
     reason: str = ""
 
     def sft_kwargs(self, effective_batch: int) -> dict[str, Any]:
@@ -77,6 +84,7 @@ class TrainingSpeed:
             "gradient_checkpointing": self.gradient_checkpointing,
             "padding_free": self.padding_free,
             "tf32": self.tf32,
+            "logging_nan_inf_filter": self.loss_nan_check,
         }
         if self.gradient_checkpointing:
             kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
@@ -157,5 +165,6 @@ def choose_training_speed(
         padding_free=varlen_kernel_available(),
         lora_input_cast=False,
         fused_lora=True,
+        loss_nan_check=False,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )
