@@ -113,7 +113,9 @@ def idle_gaps(trace: Path, steps: int) -> dict[str, Any]:
         if start > end:
             gaps.append((start - end, end))
         end = max(end, stop)
-    cpu = [e for e in events if e.get("cat") in ("cpu_op", "python_function", "user_annotation") and "dur" in e]
+    cpu = [
+        e for e in events if e.get("cat") in ("cpu_op", "python_function", "user_annotation") and "dur" in e
+    ]
     longest = []
     for length, at in sorted(gaps, reverse=True)[:10]:
         running = sorted(

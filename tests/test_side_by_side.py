@@ -84,7 +84,7 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
         steps=7,
         config_changes={"batch_size": 4, "grad_accum": 1, "eval_samples": 8},
     )
-    record = train_path.one_at_a_time(tmp_path, run)
+    record = train_path.one_at_a_time(tmp_path, run, warm_epoch_end=True)
     assert (record["engine"], record["default"], record["steady_steps"]) == ("slscale-train", True, 2)
     assert record["rows"] == 2 * 4 and record["batches"]["micro_batch"] == 4
     # tokens counted from the rows' own token counts, as the training stage recorded them
@@ -99,6 +99,10 @@ def test_bench_times_the_real_training_path(tmp_path: Path, tiny_model: Path) ->
     assert record["tokens_per_row"] == pytest.approx(per_row, abs=0.05)
     assert abs(record["tokens"] - record["rows"] * per_row) <= 1
     assert record["epoch_end_s"] > 0 and record["seconds"] > 0
+    # a grid training's epoch ends: its process's first, then warm ones (a second training in this process)
+    first, warm = record["first_epoch_end_s"], record["warm_epoch_end_s"]
+    assert first > 0 and warm > 0
+    assert record["epoch_end_s"] == pytest.approx((first + 9 * warm) / 10, abs=0.01)
     assert (layout.final_checkpoint(JobKey(1, "tiny", run.condition)) / "adapter_model.safetensors").exists()
 
 

@@ -248,7 +248,7 @@ def bench_training(
         for s in sources
     }
     for size, path in paths.items():
-        take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p))
+        take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p, warm_epoch_end=True))
         for n in (trainings or (trainings_per_gpu(size),)) if side_by_side else ():
             if n > 1:
                 take(f"{size} {n} side by side", lambda p=path, n=n: train_path.side_by_side(workdir, p, n))
