@@ -34,8 +34,9 @@ class PortableSFTTrainer(SFTTrainer):
     micro-batch is one flattened sequence with packed attention (`training/packed.py`) given the rows'
     boundaries; with `lora_input_cast` off, PEFT's copy of each LoRA layer's input to float32 is skipped
     (under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway); with
-    `fused_lora`, each LoRA layer adds its adapter term inside the adapter's matmul (`training/fused_lora.py`,
-    which also holds the LoRA switches, the layers found once per trainer). Evaluation inside training runs
+    `fused_lora`, each LoRA layer runs as one autograd function that sums its adapter term and its input's
+    gradients in the matmuls' epilogues (`training/fused_lora.py`, which also holds the LoRA switches, the
+    layers found once per trainer). Evaluation inside training runs
     outside the step, on PEFT's own forward."""
 
     def __init__(
