@@ -158,12 +158,13 @@ def one_at_a_time(workdir: Path, run: PathRun, *, warm_epoch_end: bool = False) 
     record.pop("step_ends")
     if warm_epoch_end:
         second = replace(run, steps=WARMUP_STEPS + 1)
-        first, warm = (
-            record["epoch_end_s"],
-            train_on_path(bench_context(workdir / f"{run.size}-warm"), second),
+        warm = train_on_path(bench_context(workdir / f"{run.size}-warm"), second)["epoch_end_s"]
+        first = record["epoch_end_s"]
+        record.update(
+            first_epoch_end_s=first,
+            warm_epoch_end_s=warm,
+            epoch_end_s=round((first + (EPOCHS - 1) * warm) / EPOCHS, 2),
         )
-        record["first_epoch_end_s"], record["warm_epoch_end_s"] = first, warm["epoch_end_s"]
-        record["epoch_end_s"] = round((first + (EPOCHS - 1) * warm["epoch_end_s"]) / EPOCHS, 2)
     return record
 
 

@@ -67,7 +67,7 @@ class TrainingSpeed:
     padding_free: bool = False
     #: PEFT's cast of each LoRA layer's input to float32 (a copy autocast undoes); off on a GPU under bf16.
     lora_input_cast: bool = True
-    #: Each LoRA layer's adapter term summed inside its matmul (`training/fused_lora.py`); on a GPU.
+    #: Each LoRA layer as one autograd function, its sums in the matmuls' epilogues (`training/fused_lora.py`).
     fused_lora: bool = False
     #: The Trainer's NaN/inf check of every micro-batch's loss (`logging_nan_inf_filter`): a GPU sync after each
     #: backward that leaves the GPU idle while the CPU runs the optimizer step and fetches the next batch. It
