@@ -127,7 +127,9 @@ def test_a_base_layer_that_trains_keeps_pefts_forward() -> None:
     """The fused function gives a frozen base layer no gradient: a trainable one is not fused."""
     model = adapted()
     model.base_model.model.up.base_layer.weight.requires_grad_(True)
-    with lora_switches(model, fuse=True).applied():
+    switches = lora_switches(model, fuse=True)
+    assert switches.fused == (model.base_model.model.down,)
+    with switches.applied():
         _, grads = outputs_and_grads(model, torch.randn(2, 5, 16))
     assert grads["base_model.model.up.base_layer.weight"].abs().sum() > 0
 

@@ -33,14 +33,16 @@ import torch
 
 
 def fusable(layer: Any) -> bool:
-    """A PEFT LoRA linear layer on a plain `nn.Linear` whose one active adapter is a plain `B(A(x)) * scaling`."""
+    """A PEFT LoRA linear layer on a plain, frozen `nn.Linear` (the function gives the base no gradient)
+    whose one active adapter is a plain `B(A(x)) * scaling`."""
     from peft.tuners.lora.layer import Linear
 
     if not isinstance(layer, Linear) or layer.merged or layer.disable_adapters or layer.lora_variant:
         return False
-    active = [name for name in layer.active_adapters if name in layer.lora_A]
+    base, active = layer.base_layer, [name for name in layer.active_adapters if name in layer.lora_A]
     return (
-        type(layer.base_layer) is torch.nn.Linear
+        type(base) is torch.nn.Linear
+        and not any(param.requires_grad for param in base.parameters())
         and len(active) == 1
         and isinstance(layer.lora_dropout[active[0]], torch.nn.Identity)
         and layer.lora_B[active[0]].bias is None
@@ -85,36 +87,33 @@ class FusedLoraLinear(torch.autograd.Function):
         return grad_x, None, None, grad_a, grad_b, None
 
 
-def _compute_dtype(layer: Any, x: torch.Tensor) -> torch.dtype | None:
+def _compute_dtype(layer: Any, x: torch.Tensor, adapter: str) -> torch.dtype | None:
     """The one dtype of the fused matmuls: autocast's, or the one the input, base layer and adapter share;
-    None where the call cannot be fused (mixed dtypes without autocast, a base layer that trains)."""
-    base = layer.base_layer
-    if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
-        return None
+    None where mixed dtypes without autocast keep the call on PEFT's forward."""
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
-    name = next(name for name in layer.active_adapters if name in layer.lora_A)
-    dtypes = {x.dtype, base.weight.dtype, layer.lora_A[name].weight.dtype, layer.lora_B[name].weight.dtype}
-    return x.dtype if len(dtypes) == 1 else None
+    weights = (layer.base_layer.weight, layer.lora_A[adapter].weight, layer.lora_B[adapter].weight)
+    return x.dtype if all(w.dtype == x.dtype for w in weights) else None
 
 
 def fused_lora_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """PEFT's `lora.Linear.forward` for vanilla LoRA, as one `FusedLoraLinear`. The operands are cast as
-    autocast would cast them (the casts' backward returns the adapter's gradients in its own dtype)."""
-    dtype = None if args or kwargs else _compute_dtype(layer, x)
+    """PEFT's `lora.Linear.forward` for vanilla LoRA (a `fusable` layer), as one `FusedLoraLinear`. The
+    operands are cast as autocast would cast them (the casts' backward returns the adapter's gradients in
+    its own dtype)."""
+    adapter = next(name for name in layer.active_adapters if name in layer.lora_A)
+    dtype = None if args or kwargs else _compute_dtype(layer, x, adapter)
     if dtype is None:
         return type(layer).forward(layer, x, *args, **kwargs)
-    name = next(name for name in layer.active_adapters if name in layer.lora_A)
     base = layer.base_layer
     operands = (
         x.to(dtype),
         base.weight.to(dtype),
         None if base.bias is None else base.bias.to(dtype),
-        layer.lora_A[name].weight.to(dtype),
-        layer.lora_B[name].weight.to(dtype),
+        layer.lora_A[adapter].weight.to(dtype),
+        layer.lora_B[adapter].weight.to(dtype),
     )
     with torch.autocast(x.device.type, enabled=False):
-        return FusedLoraLinear.apply(*operands, layer.scaling[name])
+        return FusedLoraLinear.apply(*operands, layer.scaling[adapter])
 
 
 @dataclass(frozen=True)
