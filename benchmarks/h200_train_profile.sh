@@ -8,7 +8,7 @@
 #             matmuls' epilogues): its GPU tests, then 3b alone and 2 side by side, 1.5b alone and 3 side by side;
 #   sizes   — 3b alone, 2 and 3 side by side; 7b and 14b on the default path;
 #   rest    — 32b on the default path; 0.5b alone and 4 side by side; 1.5b alone and 3 side by side again;
-#   gaps    — 7b's timeline (profile_train.py --trace): where the GPU idles between kernels, and what the CPU runs
+#   gaps    — (gaps SIZE...) the sizes' timelines (profile_train.py --trace): where the GPU idles between kernels, and what the CPU runs
 #             then (not run: the machine was refused);
 #   nan     — 7b without the Trainer's per-micro-batch NaN check of the loss (the new default), then with it
 #             (variant loss-nan-check) in the same process; cut before TRL's defaults.
@@ -39,7 +39,8 @@ case "$1" in
     bench train-32b 290 --size 32b --fit-only 32b
     bench train-0.5b 130 --size 0.5b --fit-only 0.5b --trainings 4
     bench train-1.5b-again 150 --size 1.5b --fit-only 1.5b --trainings 3 ;;
-  gaps) mkdir -p "$OUT/gaps" && timeout 230 python3 benchmarks/profile_train.py --out "$OUT/gaps" --size 7b --trace \
-      >"$OUT/gaps/profile-7b.log" 2>&1; tail -c 2500 "$OUT/gaps/profile-7b.log" ;;
+  gaps) mkdir -p "$OUT/gaps" && for size in "${@:2}"; do
+      timeout 230 python3 benchmarks/profile_train.py --out "$OUT/gaps" --size "$size" --trace \
+        >"$OUT/gaps/profile-$size.log" 2>&1; tail -c 3000 "$OUT/gaps/profile-$size.log"; echo; done ;;
   nan) bench train-7b-nan 170 --size 7b --train-variant loss-nan-check ;;
 esac

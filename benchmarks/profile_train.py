@@ -102,30 +102,52 @@ def copy_tables(prof: Any, stacks: bool) -> str:
 
 
 def idle_gaps(trace: Path, steps: int) -> dict[str, Any]:
-    """The GPU's idle time between kernels in the profiled steps (from the exported trace), and the CPU
-    operators running at the start of its ten longest gaps: what the GPU waits for."""
+    """The GPU's idle time between kernels in the profiled steps (from the exported trace): in all, and summed by
+    what the CPU was doing when the GPU ran dry (the innermost and the outermost operator running then, CUDA
+    runtime calls included), with the ten longest gaps and the kernels on either side."""
     events = json.loads(trace.read_text())["traceEvents"]
-    kernels = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "kernel" and "dur" in e)
+    kernels = sorted(
+        (e["ts"], e["ts"] + e["dur"], e.get("name", ""))
+        for e in events
+        if e.get("cat") == "kernel" and "dur" in e
+    )
     if not kernels:
         return {}
-    gaps, end = [], kernels[0][1]
-    for start, stop in kernels[1:]:
+    gaps, end, before = [], kernels[0][1], kernels[0][2]
+    for start, stop, name in kernels[1:]:
         if start > end:
-            gaps.append((start - end, end))
-        end = max(end, stop)
+            gaps.append((start - end, end, before[:60], name[:60]))
+        if stop >= end:
+            end, before = stop, name
     cpu = [
-        e for e in events if e.get("cat") in ("cpu_op", "python_function", "user_annotation") and "dur" in e
+        e
+        for e in events
+        if e.get("cat") in ("cpu_op", "python_function", "user_annotation", "cuda_runtime") and "dur" in e
     ]
+    inner: dict[str, float] = {}
+    outer: dict[str, float] = {}
     longest = []
-    for length, at in sorted(gaps, reverse=True)[:10]:
-        running = sorted(
-            (e for e in cpu if e["ts"] <= at <= e["ts"] + e["dur"]), key=lambda e: e["dur"], reverse=True
-        )
-        longest.append({"ms": round(length / 1e3, 2), "cpu": [e["name"][:80] for e in running[:6]]})
+    for length, at, before, after in sorted(gaps, reverse=True):
+        if length < 20:  # µs: launch latency, not a stall
+            break
+        running = sorted((e for e in cpu if e["ts"] <= at <= e["ts"] + e["dur"]), key=lambda e: e["dur"])
+        names = [e["name"][:80] for e in running]
+        if names:
+            inner[names[0]] = inner.get(names[0], 0.0) + length
+            outer[names[-1]] = outer.get(names[-1], 0.0) + length
+        if len(longest) < 10:
+            longest.append({"ms": round(length / 1e3, 2), "after": before, "before": after, "cpu": names[:8]})
+
+    def per_step(by_name: dict[str, float]) -> dict[str, float]:
+        top = sorted(by_name.items(), key=lambda item: item[1], reverse=True)[:15]
+        return {name: round(us / 1e3 / steps, 2) for name, us in top}
+
     return {
-        "idle_s_per_step": round(sum(g for g, _ in gaps) / 1e6 / steps, 4),
-        "gaps_over_1ms_per_step": sum(1 for g, _ in gaps if g > 1e3) / steps,
-        "idle_in_gaps_over_1ms_s_per_step": round(sum(g for g, _ in gaps if g > 1e3) / 1e6 / steps, 4),
+        "idle_s_per_step": round(sum(g[0] for g in gaps) / 1e6 / steps, 4),
+        "gaps_over_1ms_per_step": sum(1 for g in gaps if g[0] > 1e3) / steps,
+        "idle_in_gaps_over_1ms_s_per_step": round(sum(g[0] for g in gaps if g[0] > 1e3) / 1e6 / steps, 4),
+        "idle_ms_per_step_by_innermost_cpu_op": per_step(inner),
+        "idle_ms_per_step_by_outermost_cpu_op": per_step(outer),
         "longest": longest,
     }
 
