@@ -52,6 +52,7 @@ def ours(
     padding_free: bool = False,
     checkpointing: bool = False,
     fused: bool = False,
+    workers: int = 0,
     **config: Any,
 ) -> Any:
     model, tokenizer, dataset = loaded
@@ -61,6 +62,7 @@ def ours(
         tf32=False,
         padding_free=padding_free,
         fused_lora=fused,
+        dataloader_workers=workers,
     )
     return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
 
@@ -114,6 +116,8 @@ def test_every_step_has_the_reference_samplers_rows_whatever_the_micro_batch(
     assert step_rows(ours(loaded, tmp_path, micro_batch=20)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=60)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, padding_free=True)) == expected
+    # Collated ahead by a worker process (the GPU's default): the sampler stays here, so the same rows.
+    assert step_rows(ours(loaded, tmp_path, micro_batch=60, padding_free=True, workers=1)) == expected
     # The opt-in changes which rows share a step (that is why it is not the default).
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, group_by_length=True)) != expected
 
@@ -181,3 +185,29 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_padding_
     for other in after[1:]:
         for name in start:
             torch.testing.assert_close(after[0][name], other[name], rtol=1e-4, atol=1e-3 * moved)
+
+
+def test_every_module_trains_in_a_step_and_the_trainers_walk_runs_only_when_one_does_not(
+    loaded: tuple[Any, Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = ours(loaded, tmp_path, micro_batch=20)
+    model = trainer.model
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.current_gradient_accumulation_steps = 1  # what the training loop sets before its steps
+    walks: list[Any] = []
+    modes: list[bool] = []
+    real_train = torch.nn.Module.train
+
+    def counted_train(module: Any, mode: bool = True) -> Any:
+        walks.append(module)
+        return real_train(module, mode)
+
+    monkeypatch.setattr(torch.nn.Module, "train", counted_train)
+    model.register_forward_pre_hook(lambda module, args: modes.append(all(m.training for m in module.modules())))
+    model.eval()  # as an evaluation between epochs leaves it
+    trainer.training_step(model, batch)
+    assert model in walks and modes == [True]
+    walks.clear()
+    trainer.training_step(model, batch)
+    assert walks == [] and modes == [True, True]  # nothing to switch: the walk is skipped
+    assert "train" not in vars(model)  # the skip ends with the step

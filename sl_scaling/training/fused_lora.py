@@ -1,10 +1,13 @@
-"""A LoRA layer as one autograd function on a GPU: `x·Wᵀ + b`, then `addmm_(x·Aᵀ, Bᵀ, alpha=scaling)` into it.
+"""A LoRA layer as one autograd function on a GPU: the adapter's term `scaling · (x·Aᵀ)·Bᵀ (+ b)` first, then
+`addmm_(x, Wᵀ)` onto it.
 
 PEFT computes a LoRA layer as `base + B(A(x)) * scaling` through autograd: the adapter's product, the scaling
 and the sum are activation-sized tensors written and read again in every adapted layer of every micro-batch,
-and the backward adds the input's two gradients (through W and through the adapter) in one more pass. One
-`addmm_` in the matmul's epilogue (cuBLAS' `beta = 1`) does the forward sum; the backward's own function does the
-gradient sum the same way (`grad_x = g·W`, then `addmm_(g·B, A)`) and writes nothing else activation-sized. An
+and the backward adds the input's two gradients (through W and through the adapter) in one more pass. Here the
+rank-r product writes the output once and the big matmul adds `x·Wᵀ` to it in its epilogue (cuBLAS' `beta`),
+where a compute-bound matmul reads it almost for free; the backward sums the input's gradients the same way
+(`(g·B)·A`, then `addmm_(g, W, beta=scaling)`) and writes nothing else activation-sized. (Adding the rank-r
+product onto the big matmul's output instead — stop 26's order — reads and writes the output once more.) An
 in-place sum under plain autograd would not do: the sum goes into a view of the base output, and autograd's
 backward of an in-place op on a view (`CopySlices`) clones the whole output gradient — three output-sized copies
 per layer that a profile of the H200 showed as ~10% of a 3b step. Same rows, same loss, the same sums and
@@ -63,9 +66,9 @@ class FusedLoraLinear(torch.autograd.Function):
         scaling: float,
     ) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
-        down = rows @ lora_a.t()
-        out = torch.nn.functional.linear(rows, weight, bias)
-        out.addmm_(down, lora_b.t(), alpha=scaling)
+        down = (rows @ lora_a.t()).mul_(scaling)  # [tokens, rank]: scaled here, where it is small
+        out = down @ lora_b.t() if bias is None else torch.addmm(bias, down, lora_b.t())
+        out.addmm_(rows, weight.t())  # the big matmul adds its product to the adapter's term in its epilogue
         ctx.save_for_backward(rows, weight, lora_a, lora_b, down)
         ctx.scaling, ctx.input_shape = scaling, x.shape
         return out.view(*x.shape[:-1], out.shape[-1])
@@ -73,17 +76,18 @@ class FusedLoraLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         rows, weight, lora_a, lora_b, down = ctx.saved_tensors
+        scaling = ctx.scaling
         g = grad.reshape(-1, grad.shape[-1])
-        g_down = g @ lora_b  # the gradient reaching x·Aᵀ, over `scaling`
+        g_down = g @ lora_b  # the gradient reaching the scaled x·Aᵀ
         grad_x = grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = g @ weight
-            grad_x.addmm_(g_down, lora_a, alpha=ctx.scaling)
+            grad_x = g_down @ lora_a
+            grad_x.addmm_(g, weight, beta=scaling)  # scaled, and added to g·W, in the big matmul's epilogue
             grad_x = grad_x.view(ctx.input_shape)
         if ctx.needs_input_grad[3]:
-            grad_a = (rows.t() @ g_down).t().mul_(ctx.scaling)
+            grad_a = (rows.t() @ g_down).t().mul_(scaling)
         if ctx.needs_input_grad[4]:
-            grad_b = (down.t() @ g).t().mul_(ctx.scaling)
+            grad_b = (down.t() @ g).t()
         return grad_x, None, None, grad_a, grad_b, None
 
 

@@ -36,7 +36,7 @@ def varlen_kernel_available() -> bool:
 
 def row_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
     """Where each row of a flattened micro-batch starts (its position ids restart at 0), as transformers'
-    FlashAttention keyword arguments: computed once per micro-batch, not once per layer."""
+    FlashAttention keyword arguments: computed once per micro-batch, on the CPU by `WithRowBoundaries`."""
     positions = position_ids.reshape(-1)
     starts = (positions == 0).nonzero().reshape(-1)
     end = torch.tensor([positions.numel()], device=positions.device)
@@ -48,6 +48,19 @@ def row_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
         "max_length_q": longest,
         "max_length_k": longest,
     }
+
+
+class WithRowBoundaries:
+    """A padding-free collator whose micro-batches carry their rows' boundaries: found on the CPU where the batch
+    is made (a data-loader worker, when there is one), not on the GPU by the training step, where the longest
+    row's length (a Python int) would be a sync."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, features: list[Any]) -> dict[str, Any]:
+        batch = self.collate(features)
+        return {**batch, **row_boundaries(batch["position_ids"])}
 
 
 @cache
