@@ -203,7 +203,9 @@ def test_every_module_trains_in_a_step_and_the_trainers_walk_runs_only_when_one_
         return real_train(module, mode)
 
     monkeypatch.setattr(torch.nn.Module, "train", counted_train)
-    model.register_forward_pre_hook(lambda module, args: modes.append(all(m.training for m in module.modules())))
+    model.register_forward_pre_hook(
+        lambda module, args: modes.append(all(m.training for m in module.modules()))
+    )
     model.eval()  # as an evaluation between epochs leaves it
     trainer.training_step(model, batch)
     assert model in walks and modes == [True]

@@ -46,7 +46,8 @@ def outputs_and_grads(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, dict[s
 
 def test_fused_forward_and_backward_equal_pefts() -> None:
     model = adapted().double()  # float64: the sums' other order is invisible, a wrong term is not
-    x = torch.randn(3, 7, 16, dtype=torch.float64)  # batch × tokens × features, as a transformer layer sees them
+    # batch × tokens × features, as a transformer layer sees them
+    x = torch.randn(3, 7, 16, dtype=torch.float64)
     expected, expected_grads = outputs_and_grads(model, x)
     with lora_switches(model, fuse=True).applied():
         switched = [m for m in model.modules() if getattr(m.forward, "__func__", None) is fused_lora_forward]
