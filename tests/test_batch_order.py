@@ -52,7 +52,6 @@ def ours(
     padding_free: bool = False,
     checkpointing: bool = False,
     fused: bool = False,
-    workers: int = 0,
     **config: Any,
 ) -> Any:
     model, tokenizer, dataset = loaded
@@ -62,7 +61,6 @@ def ours(
         tf32=False,
         padding_free=padding_free,
         fused_lora=fused,
-        dataloader_workers=workers,
     )
     return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
 
@@ -116,8 +114,6 @@ def test_every_step_has_the_reference_samplers_rows_whatever_the_micro_batch(
     assert step_rows(ours(loaded, tmp_path, micro_batch=20)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=60)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, padding_free=True)) == expected
-    # Collated ahead by a worker process (the GPU's default): the sampler stays here, so the same rows.
-    assert step_rows(ours(loaded, tmp_path, micro_batch=60, padding_free=True, workers=1)) == expected
     # The opt-in changes which rows share a step (that is why it is not the default).
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, group_by_length=True)) != expected
 

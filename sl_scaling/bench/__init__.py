@@ -24,7 +24,6 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "padded": ({}, {"padding_free": False}),
     "peft-lora": ({}, {"fused_lora": False}),
     "loss-nan-check": ({}, {"loss_nan_check": True}),
-    "no-dataloader-worker": ({}, {"dataloader_workers": 0}),
     "length-grouped": ({"group_by_length": True}, {}),
     FINAL_EVALUATION_VARIANT: ({"final_samples": FINAL_EVAL_SAMPLES}, {}),
 }

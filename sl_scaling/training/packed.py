@@ -52,8 +52,7 @@ def row_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
 
 class WithRowBoundaries:
     """A padding-free collator whose micro-batches carry their rows' boundaries: found on the CPU where the batch
-    is made (a data-loader worker, when there is one), not on the GPU by the training step, where the longest
-    row's length (a Python int) would be a sync."""
+    is made, not on the GPU by the training step, where the longest row's length (a Python int) is a sync."""
 
     def __init__(self, collate: Any) -> None:
         self.collate = collate

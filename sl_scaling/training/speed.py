@@ -19,10 +19,7 @@ Why each default (benchmarks/README.md has the figures behind them):
 - each LoRA layer as one autograd function (`training/fused_lora.py`): the adapter term summed in its matmul's
   epilogue, the input's two gradients in another's — no activation-sized scaling, sum or copy of its own;
 - no NaN/inf check of each micro-batch's loss on a GPU (`loss_nan_check`): the check is a GPU sync, and it
-  only ever changed the logged loss of a NaN step, never the update;
-- the next micro-batch collated by a data-loader worker process, its rows' boundaries included, and copied to
-  the GPU without waiting (`dataloader_workers`): the same batches from the same sampler, but the GPU no longer
-  idles while the main process collates (~8 ms a micro-batch at 60 rows) and syncs to copy.
+  only ever changed the logged loss of a NaN step, never the update.
 """
 
 from __future__ import annotations
@@ -77,10 +74,6 @@ class TrainingSpeed:
     #: only changes the *logged* loss of a NaN step (a running average instead of the NaN), never the update;
     #: off on a GPU, where the log then shows such a step as it is.
     loss_nan_check: bool = True
-    #: Processes that collate micro-batches ahead of the step (0: the training process itself). The sampler stays
-    #: in the training process, so the batches are the same; with workers, batches are copied to the GPU
-    #: without a sync (pinned memory, `non_blocking`).
-    dataloader_workers: int = 0
     reason: str = ""
 
     def sft_kwargs(self, effective_batch: int) -> dict[str, Any]:
@@ -92,10 +85,7 @@ class TrainingSpeed:
             "padding_free": self.padding_free,
             "tf32": self.tf32,
             "logging_nan_inf_filter": self.loss_nan_check,
-            "dataloader_num_workers": self.dataloader_workers,
         }
-        if self.dataloader_workers:
-            kwargs["accelerator_config"] = {"non_blocking": True}
         if self.gradient_checkpointing:
             kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
         if self.padding_free:  # TRL refuses max_length with padding_free: rows must be pre-truncated
@@ -176,6 +166,5 @@ def choose_training_speed(
         lora_input_cast=False,
         fused_lora=True,
         loss_nan_check=False,
-        dataloader_workers=1,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )
