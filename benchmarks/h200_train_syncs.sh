@@ -6,7 +6,8 @@
 #             the GPU tests of the fused layer and padding-free attention, then 7b on the default path (at
 #             2f1d5d9: a data-loader worker collated, the row boundaries came from the collator, no train-mode
 #             walk) against the variant without the worker (dropped after: 132.6 rows/s without, 130.4 with);
-#   a, b    — 32b and 1.5b × 3; 14b and 3b × 2 (the default path, warm epoch ends included; 0.5b not re-run).
+#   a, b    — 32b and 1.5b × 3; 14b and 3b × 2 (the default path, warm epoch ends included);
+#   c       — the GPU tests of trainings side by side and of the trainers, 0.5b × 4, 3b × 3.
 source benchmarks/device-env.sh wheels-core wheels-fast
 bench() { local name=$1 limit=$2; shift 2
   timeout "$limit" slscale bench --random-weights --phase train --no-unsloth --json "$OUT/$name.json" "$@" \
@@ -24,4 +25,9 @@ case "$1" in
   b)
     bench train-14b 240 --size 14b --fit-only 14b
     bench train-3b 210 --size 3b --fit-only 3b --trainings 2 ;;
+  c)
+    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_side_by_side_gpu.py \
+      tests/gpu/test_trainers_gpu.py 2>&1 | tee "$OUT/tests-gpu-c.log" | grep -v '^\s*$' | tail -6
+    bench train-0.5b 140 --size 0.5b --fit-only 0.5b --trainings 4
+    bench train-3b-x3 170 --size 3b --fit-only 3b --trainings 3 ;;
 esac
