@@ -7,7 +7,9 @@
 #             2f1d5d9: a data-loader worker collated, the row boundaries came from the collator, no train-mode
 #             walk) against the variant without the worker (dropped after: 132.6 rows/s without, 130.4 with);
 #   a, b    — 32b and 1.5b × 3; 14b and 3b × 2 (the default path, warm epoch ends included);
-#   c       — the GPU tests of trainings side by side and of the trainers, 0.5b × 4, 3b × 3.
+#   c       — the GPU tests of trainings side by side and of the trainers, 0.5b × 4, 3b × 3 (the side-by-side
+#             test found the executor never quit its MPS daemon: fixed in local.py);
+#   d       — that GPU test again, and 7b on the shipped default path (no data-loader worker).
 source benchmarks/device-env.sh wheels-core wheels-fast
 bench() { local name=$1 limit=$2; shift 2
   timeout "$limit" slscale bench --random-weights --phase train --no-unsloth --json "$OUT/$name.json" "$@" \
@@ -30,4 +32,8 @@ case "$1" in
       tests/gpu/test_trainers_gpu.py 2>&1 | tee "$OUT/tests-gpu-c.log" | grep -v '^\s*$' | tail -6
     bench train-0.5b 140 --size 0.5b --fit-only 0.5b --trainings 4
     bench train-3b-x3 170 --size 3b --fit-only 3b --trainings 3 ;;
+  d)
+    timeout 200 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_side_by_side_gpu.py 2>&1 \
+      | tee "$OUT/tests-gpu-d.log" | grep -v '^\s*$' | tail -3
+    bench train-7b-final 170 --size 7b --fit-only 7b ;;
 esac

@@ -194,6 +194,24 @@ def test_trainings_sharing_a_gpu_run_under_a_private_mps_daemon(tmp_path: Path, 
     assert (ctx.layout.logs_dir / "mps").is_dir()  # where the real daemon writes its log
 
 
+def test_the_executor_quits_its_daemon_when_the_trainings_sharing_the_gpu_are_done(
+    tmp_path: Path, mps_control: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`slscale run`'s executor, as on a GPU: the shared jobs' processes get the daemon, and it is quit as they
+    end (each job here only prints what it was given)."""
+    monkeypatch.setattr(LocalExecutor, "gpus_per_node", lambda self: 1)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # no other run's daemons in sight
+    monkeypatch.setattr("sl_scaling.executors.local.SharedGpu", partial(SharedGpu, probe=CUDA_CLIENT))
+    events = Events()
+    outcomes = LocalExecutor().execute(make_context(tmp_path / "work"), SHARED, print, events)
+    assert [o.status for o in outcomes] == [DONE, DONE]
+    assert any("CUDA MPS started" in line for line in events.lines)
+    quit_lines = (tmp_path / "commands").read_text().splitlines()
+    assert len(quit_lines) == 1 and quit_lines[0].startswith(f"quit {tmp_path / 'tmp' / PIPE_PREFIX}")
+    assert list((tmp_path / "tmp").iterdir()) == []  # its pipes are gone
+
+
 def test_a_killed_runs_daemon_is_quit_by_the_next_run(tmp_path: Path, mps_control: Path) -> None:
     """`kill -9` leaves the daemon behind (no `finally` runs): the next run quits the daemons whose slscale
     process is gone, and leaves a live one's alone."""

@@ -182,6 +182,8 @@ class LocalExecutor:
                 if entry.process.is_alive():
                     entry.process.terminate()
             raise
+        finally:
+            shared_gpu.stop()  # its trainings have ended or been joined: the daemon quits, its pipes go
         for outcome in ledger.new_skips():
             record_outcome(ctx, outcome, reporter)
         return ledger.results()
