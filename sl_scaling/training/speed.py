@@ -16,8 +16,9 @@ Why each default (benchmarks/README.md has the figures behind them):
 - no copy of a LoRA layer's input to float32 (PEFT's default casts it to the adapter's dtype, and autocast
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
   with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`);
-- each LoRA layer as one autograd function (`training/fused_lora.py`): the adapter term summed in its matmul's
-  epilogue, the input's two gradients in another's — no activation-sized scaling, sum or copy of its own;
+- each LoRA layer as one autograd function (`training/fused_lora.py`): the rank-r term first, the big matmul
+  added onto it in its epilogue, the input's two gradients likewise — no activation-sized scaling, sum or copy
+  of its own;
 - no NaN/inf check of each micro-batch's loss on a GPU (`loss_nan_check`): the check is a GPU sync, and it
   only ever changed the logged loss of a NaN step, never the update.
 """
