@@ -44,7 +44,8 @@ CALIBRATED_MICRO_BATCH, UNCALIBRATED_MARGIN = 20, 1.25
 #: Conditions of a size trained at once on one GPU (each in its own process, each with its share of the
 #: memory, under slscale's own CUDA MPS daemon: `executors/mps.py`): one training of a small size leaves the
 #: GPU half idle. Measured on an H200 (benchmarks/README.md, 2026-12-03, MPS session): 0.5b × 4 gives 3.7× the
-#: rows/s of one, 1.5b × 3 1.9×, 3b × 2 1.3×; more trainings gain ≤ 9% (0.5b × 6), 2% (3b × 3) or nothing (1.5b × 4, × 5).
+#: rows/s of one, 1.5b × 3 1.9×, 3b × 2 1.3×; more trainings gain ≤ 9% (0.5b × 6), 2% (3b × 3) or nothing (1.5b × 4, × 5);
+#: on 2026-12-04's faster steps 3b × 3 gave 0.97× of × 2.
 TRAININGS_PER_GPU = {"0.5b": 4, "1.5b": 3, "3b": 2}
 
 
