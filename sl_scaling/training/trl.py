@@ -30,14 +30,15 @@ class PortableSFTTrainer(SFTTrainer):
     run (CPU, no Triton). Both are the mean token NLL over the labels, so results agree up to rounding.
 
     A training step (forward and backward, so a checkpointed layer's recompute too) runs with the speed
-    settings that change how a step is computed, never what: padding-free (`padding_free`), each
-    micro-batch is one flattened sequence with packed attention (`training/packed.py`) given the rows'
-    boundaries (found by the collator, `WithRowBoundaries`); with `lora_input_cast` off, PEFT's copy of each
-    LoRA layer's input to float32 is skipped (under bf16 autocast the adapter's matmul casts it back to the same bf16 values anyway); with
-    `fused_lora`, each LoRA layer runs as one autograd function that sums its adapter term and its input's
-    gradients in the matmuls' epilogues (`training/fused_lora.py`, which also holds the LoRA switches, the
-    layers found once per trainer). Evaluation inside training runs
-    outside the step, on PEFT's own forward."""
+    settings that change how a step is computed, never what: padding-free (`padding_free`), each micro-batch
+    is one flattened sequence with packed attention (`training/packed.py`) given the rows' boundaries (found
+    by the collator, `WithRowBoundaries`); with `lora_input_cast` off, PEFT's copy of each LoRA layer's input
+    to float32 is skipped (under bf16 autocast the adapter's matmul casts it back to the same bf16 values
+    anyway); with `fused_lora`, each LoRA layer runs as one autograd function that sums its adapter term and
+    its input's gradients in the matmuls' epilogues (`training/fused_lora.py`, which also holds the LoRA
+    switches, the layers found once per trainer); and the Trainer's `model.train()` walk is skipped where
+    every module already trains (`train_mode_kept`). Evaluation inside training runs outside the step, on
+    PEFT's own forward."""
 
     def __init__(
         self, *args: Any, lora_input_cast: bool = True, fused_lora: bool = False, **kwargs: Any
