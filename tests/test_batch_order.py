@@ -24,7 +24,7 @@ from sl_scaling.training import fused_lora as fused_lora_module
 from sl_scaling.training.config import TrainConfig
 from sl_scaling.training.data import Row, build_dataset
 from sl_scaling.training.fused_lora import fused_lora_forward
-from sl_scaling.training.packed import PACKED_ATTENTION, packed_attention_forward
+from sl_scaling.training.packed import PACKED_ATTENTION, SHARED_PREFIX, packed_attention_forward
 from sl_scaling.training.speed import TrainingSpeed
 from sl_scaling.training.trl import TrlBackend, sft_trainer
 
@@ -52,6 +52,7 @@ def ours(
     padding_free: bool = False,
     checkpointing: bool = False,
     fused: bool = False,
+    share_prefix: bool = False,
     **config: Any,
 ) -> Any:
     model, tokenizer, dataset = loaded
@@ -60,6 +61,7 @@ def ours(
         micro_batch=micro_batch,
         tf32=False,
         padding_free=padding_free,
+        share_prefix=share_prefix,
         fused_lora=fused,
     )
     return sft_trainer(model, tokenizer, dataset, TrainConfig(seed=SEED, **config), tmp_path, [], speed)
@@ -80,8 +82,13 @@ def reference(loaded: tuple[Any, Any, Any], tmp_path: Path) -> Any:
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
-def rows_of(batch: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
-    """A micro-batch's rows, unpadded: by the attention mask, or, flattened, where position ids restart."""
+def rows_of(batch: dict[str, Any]) -> list[tuple[int, ...]]:
+    """A micro-batch's rows, unpadded: by the attention mask, or, flattened, where position ids restart, or
+    by the query boundaries, the shared prefix put back."""
+    if SHARED_PREFIX in batch:
+        prefix = batch[SHARED_PREFIX]["prefix_slots"].shape[1]
+        ids, cumulative = batch["input_ids"].reshape(-1).tolist(), batch["cu_seq_lens_q"].tolist()
+        return [tuple(ids[:prefix] * (a > 0) + ids[a:b]) for a, b in itertools.pairwise(cumulative)]
     if "attention_mask" in batch:
         return [
             tuple(ids[mask.bool()].tolist())
@@ -114,18 +121,24 @@ def test_every_step_has_the_reference_samplers_rows_whatever_the_micro_batch(
     assert step_rows(ours(loaded, tmp_path, micro_batch=20)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=60)) == expected
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, padding_free=True)) == expected
+    shared = ours(loaded, tmp_path, micro_batch=20, padding_free=True, share_prefix=True)
+    assert SHARED_PREFIX in next(iter(shared.get_train_dataloader()))
+    assert step_rows(shared) == expected
     # The opt-in changes which rows share a step (that is why it is not the default).
     assert step_rows(ours(loaded, tmp_path, micro_batch=20, group_by_length=True)) != expected
 
 
-def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_padding_free_or_fused(
+def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_padding_free_shared_or_fused(
     loaded: tuple[Any, Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     packed_calls: list[int] = []
+    shared_calls: list[int] = []
     fused_calls: list[int] = []
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         packed_calls.append(args[1].shape[2])  # the flattened micro-batch's tokens
+        if SHARED_PREFIX in kwargs:
+            shared_calls.append(kwargs[SHARED_PREFIX]["prefix_slots"].shape[1])
         return packed_attention_forward(*args, **kwargs)
 
     def counted_fused(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -139,26 +152,29 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_padding_
     after, losses = [], []
     # With checkpointing, the backward recomputes the packed (and fused) forward.
     cases = [
-        (20, False, False, False),
-        (60, False, False, False),
-        (60, True, False, False),
-        (20, True, False, False),
-        (20, True, True, False),
-        (60, True, False, True),
-        (20, True, True, True),
+        (20, False, False, False, False),
+        (60, False, False, False, False),
+        (60, True, False, False, False),
+        (20, True, False, False, False),
+        (20, True, True, False, False),
+        (60, True, False, True, False),
+        (20, True, True, True, False),
+        (60, True, False, True, True),
+        (20, True, True, False, True),
     ]
-    for micro_batch, padding_free, checkpointing, fused in cases:
+    for micro_batch, padding_free, checkpointing, fused, share_prefix in cases:
         with torch.no_grad():
             for name, value in model.named_parameters():
                 if name in start:
                     value.copy_(start[name])
         trainer = ours(
             loaded,
-            tmp_path / f"{micro_batch}-{padding_free}-{checkpointing}-{fused}",
+            tmp_path / f"{micro_batch}-{padding_free}-{checkpointing}-{fused}-{share_prefix}",
             micro_batch=micro_batch,
             padding_free=padding_free,
             checkpointing=checkpointing,
             fused=fused,
+            share_prefix=share_prefix,
             lr=1.0,
             warmup_steps=0,
         )
@@ -173,6 +189,9 @@ def test_one_micro_batch_of_60_computes_the_same_step_as_20_by_3_padded_padding_
         after.append({k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad})
     assert packed_calls  # the padding-free steps ran packed attention (SDPA would silently mask them)
     assert fused_calls  # and the fused steps the fused LoRA forward
+    assert (
+        shared_calls and min(shared_calls) > 0
+    )  # and the shared ones a shared prefix (the default system prompt)
     # The step's loss: normalised by all its tokens, however the rows are split or laid out.
     model.gradient_checkpointing_disable()
     assert losses[1:] == pytest.approx([losses[0]] * (len(cases) - 1), rel=1e-5)

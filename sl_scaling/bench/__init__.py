@@ -22,6 +22,7 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no-liger": ({}, {"liger_kernel": False}),
     "lora-input-cast": ({}, {"lora_input_cast": True}),
     "padded": ({}, {"padding_free": False}),
+    "no-shared-prefix": ({}, {"share_prefix": False}),
     "peft-lora": ({}, {"fused_lora": False}),
     "loss-nan-check": ({}, {"loss_nan_check": True}),
     "length-grouped": ({"group_by_length": True}, {}),

@@ -15,7 +15,7 @@ from trl import SFTTrainer
 
 from sl_scaling.training.config import TrainConfig
 from sl_scaling.training.fused_lora import lora_switches
-from sl_scaling.training.packed import WithRowBoundaries, packed_attention
+from sl_scaling.training.packed import SHARED_PREFIX, WithRowBoundaries, packed_attention
 from sl_scaling.training.speed import TrainingSpeed, choose_training_speed
 
 
@@ -32,7 +32,8 @@ class PortableSFTTrainer(SFTTrainer):
     A training step (forward and backward, so a checkpointed layer's recompute too) runs with the speed
     settings that change how a step is computed, never what: padding-free (`padding_free`), each micro-batch
     is one flattened sequence with packed attention (`training/packed.py`) given the rows' boundaries (found
-    by the collator, `WithRowBoundaries`); with `lora_input_cast` off, PEFT's copy of each LoRA layer's input
+    by the collator, `WithRowBoundaries`), with `share_prefix` the rows' common prefix computed once; with
+    `lora_input_cast` off, PEFT's copy of each LoRA layer's input
     to float32 is skipped (under bf16 autocast the adapter's matmul casts it back to the same bf16 values
     anyway); with `fused_lora`, each LoRA layer runs as one autograd function that sums its adapter term and
     its input's gradients in the matmuls' epilogues (`training/fused_lora.py`, which also holds the LoRA
@@ -41,14 +42,19 @@ class PortableSFTTrainer(SFTTrainer):
     PEFT's own forward."""
 
     def __init__(
-        self, *args: Any, lora_input_cast: bool = True, fused_lora: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        lora_input_cast: bool = True,
+        fused_lora: bool = False,
+        share_prefix: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         skip_cast = not lora_input_cast and self.args.bf16
         self.lora_switches = lora_switches(self.model, fuse=fused_lora, skip_cast=skip_cast)
         self.model_modules = tuple(self.model.modules())
         if self.padding_free:
-            self.data_collator = WithRowBoundaries(self.data_collator)
+            self.data_collator = WithRowBoundaries(self.data_collator, share_prefix=share_prefix)
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
         with ExitStack() as step:
@@ -62,6 +68,11 @@ class PortableSFTTrainer(SFTTrainer):
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
+        shared = inputs.get(SHARED_PREFIX)
+        if shared is not None and model.training:
+            # TRL counts the tokens the step computed (`num_tokens`); the rows' own include each shared copy.
+            rows, prefix = shared["prefix_slots"].shape
+            self._total_train_tokens += (rows - 1) * prefix
         if fused_loss_available(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs["use_cache"] = False
@@ -162,6 +173,7 @@ def training_speed(
             gradient_checkpointing=False,
             liger_kernel=False,
             padding_free=False,
+            share_prefix=False,
             lora_input_cast=True,
             fused_lora=False,
             reason="checkpointing and kernels: the backend's own",
@@ -193,6 +205,7 @@ def sft_trainer(
         callbacks=list(callbacks),
         lora_input_cast=speed.lora_input_cast,
         fused_lora=speed.fused_lora,
+        share_prefix=speed.share_prefix,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through our reporter, not raw dicts on stdout
     return trainer
