@@ -64,6 +64,7 @@ def _side_by_side(result: dict[str, Any]) -> bool:
         and result.get("engine") == TRAIN_ENGINE
         and result.get("trainings", 0) > 1
         and result["trainings"] == trainings_per_gpu(result.get("size", ""))
+        and result.get("variant") == f"side-by-side-{result['trainings']}"  # not a variant's
     )
 
 

@@ -133,7 +133,10 @@ def test_small_sizes_project_the_aggregate_of_trainings_sharing_a_gpu() -> None:
     under_mps = _result(
         "1.5b", "train", 300.0, variant="side-by-side-3", default=False, trainings=3, mps=True
     )
-    assert estimates.measured_rates([alone, beside, other])["train"] == {"1.5b": 250.0}
+    variant = _result(
+        "1.5b", "train", 999.0, variant="side-by-side-3-padded", default=False, trainings=3, mps=True
+    )
+    assert estimates.measured_rates([alone, beside, other, variant])["train"] == {"1.5b": 250.0}
     # slscale runs them under CUDA MPS where it can start it: a record taken so wins, in any order
     assert estimates.measured_rates([under_mps, alone, beside, other])["train"] == {"1.5b": 300.0}
     seconds = estimates.train_seconds("1.5b", 250_000, 30, {"1.5b": 250.0}, {"1.5b": 3 / 3.0})

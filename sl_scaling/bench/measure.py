@@ -247,11 +247,16 @@ def bench_training(
         s.size: train_path.PathRun(s.size, s.parameters, s.random_weights, s.path, steps=steps)
         for s in sources
     }
+
+    def sharing(size: str) -> list[int]:
+        """The numbers of trainings timed side by side at `size`."""
+        counts = (trainings or (trainings_per_gpu(size),)) if side_by_side else ()
+        return [n for n in counts if n > 1]
+
     for size, path in paths.items():
         take(f"{size} train ours", lambda p=path: train_path.one_at_a_time(workdir, p, warm_epoch_end=True))
-        for n in (trainings or (trainings_per_gpu(size),)) if side_by_side else ():
-            if n > 1:
-                take(f"{size} {n} side by side", lambda p=path, n=n: train_path.side_by_side(workdir, p, n))
+        for n in sharing(size):
+            take(f"{size} {n} side by side", lambda p=path, n=n: train_path.side_by_side(workdir, p, n))
     compared = [s for s in sources if s.size not in fit_only]
     for source in compared:
         for name in variants:
@@ -259,11 +264,17 @@ def bench_training(
             variant = replace(
                 paths[source.size],
                 variant=name,
-                steps=min(steps, VARIANT_STEPS),
                 config_changes=config_changes,
                 speed_changes=speed_changes,
             )
-            take(f"{source.size} train {name}", lambda v=variant: train_path.one_at_a_time(workdir, v))
+            short = replace(variant, steps=min(steps, VARIANT_STEPS))
+            take(f"{source.size} train {name}", lambda v=short: train_path.one_at_a_time(workdir, v))
+            # Where trainings share the GPU, a variant is judged by what it does to their aggregate.
+            for n in sharing(source.size):
+                take(
+                    f"{source.size} {n} side by side {name}",
+                    lambda v=variant, n=n: train_path.side_by_side(workdir, v, n),
+                )
         take(f"{source.size} train trl-default", TrainingBench(source, workdir).trl_default)
     if with_unsloth:
         for source in compared:

@@ -182,7 +182,8 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
     past warm-up and none has finished, over that window's length."""
     from sl_scaling.executors.local import LocalExecutor
 
-    ctx = bench_context(workdir / f"{run.size}-side-by-side-{trainings}")
+    label = f"side-by-side-{trainings}" + ("" if run.variant == "default" else f"-{run.variant}")
+    ctx = bench_context(workdir / f"{run.size}-{label}")
     results = ctx.layout.workdir / "results"
     results.mkdir(parents=True, exist_ok=True)
     jobs = [Job("train", run.size, (c,), gpus=1 / trainings) for c in CONDITIONS[:trainings]]
@@ -205,7 +206,7 @@ def side_by_side(workdir: Path, run: PathRun, trainings: int) -> dict[str, Any]:
         "size": run.size,
         "phase": "train",
         "engine": ENGINE,
-        "variant": f"side-by-side-{trainings}",
+        "variant": label,
         "default": False,
         "trainings": trainings,
         "mps": all(r["mps"] for r in each),  # their kernels overlapped (CUDA MPS) rather than time-sliced
