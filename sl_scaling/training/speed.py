@@ -15,7 +15,8 @@ Why each default (benchmarks/README.md has the figures behind them):
   tokens); each row attends to itself only, and the loss is the padded batch's;
 - the rows' shared prefix (Qwen's default system prompt and the user header, ~16% of a row's tokens) computed
   once per micro-batch, every row's attention reading it as its own (`training/packed.py`): the same forward
-  for every row and the same loss, through ~16% fewer tokens;
+  for every row and the same loss, through ~16% fewer tokens; where a training has the GPU to itself (7b–32b
+  +15–18%; trainings sharing a GPU are bound by kernel launches, which its gathers add);
 - no copy of a LoRA layer's input to float32 (PEFT's default casts it to the adapter's dtype, and autocast
   casts it straight back to bf16 for the matmul): the matmul sees the same bf16 values, so the same step,
   with four activation-sized copies fewer per LoRA layer and micro-batch (`training/trl.py`);
@@ -170,7 +171,9 @@ def choose_training_speed(
         micro_batch=micro or batch_size,
         liger_kernel=liger_available(),
         padding_free=varlen_kernel_available(),
-        share_prefix=varlen_kernel_available(),
+        # Only with the GPU to itself: trainings sharing it are bound by launching kernels, and the prefix's
+        # gathers add launches (H200, 2026-12-04: 0.5b × 4 796 rows/s with, 1,154 without; 1.5b × 3 492 / 498).
+        share_prefix=varlen_kernel_available() and memory_share >= 1.0,
         lora_input_cast=False,
         fused_lora=True,
         loss_nan_check=False,
