@@ -69,8 +69,8 @@ def command(
         list[str],
         typer.Option(
             "--train-variant",
-            help="Training knobs to time beside the default, one change each (repeatable): "
-            f"{', '.join(TRAIN_VARIANTS)} (default: none).",
+            help="Training knobs to time beside the default, one change each (repeatable), alone and, where the "
+            f"size's trainings share the GPU, side by side too: {', '.join(TRAIN_VARIANTS)} (default: none).",
         ),
     ] = [],  # noqa: B006
     side_by_side: Annotated[
