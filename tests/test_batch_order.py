@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from packed_rows import rows_with_prefix
 from transformers import AttentionInterface
 from transformers.training_args import OptimizerNames
 from trl import SFTConfig, SFTTrainer
@@ -86,9 +87,7 @@ def rows_of(batch: dict[str, Any]) -> list[tuple[int, ...]]:
     """A micro-batch's rows, unpadded: by the attention mask, or, flattened, where position ids restart, or
     by the query boundaries, the shared prefix put back."""
     if SHARED_PREFIX in batch:
-        prefix = batch[SHARED_PREFIX]["prefix_slots"].shape[1]
-        ids, cumulative = batch["input_ids"].reshape(-1).tolist(), batch["cu_seq_lens_q"].tolist()
-        return [tuple(ids[:prefix] * (a > 0) + ids[a:b]) for a, b in itertools.pairwise(cumulative)]
+        return [tuple(row) for row in rows_with_prefix(batch)]
     if "attention_mask" in batch:
         return [
             tuple(ids[mask.bool()].tolist())

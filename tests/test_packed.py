@@ -4,10 +4,9 @@ tests/gpu/test_packed_attention_gpu.py)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
+from packed_rows import rows_with_prefix
 
 from sl_scaling.training.data import IGNORE_INDEX
 from sl_scaling.training.packed import (
@@ -84,17 +83,6 @@ def flattened(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor
     }
 
 
-def unshared(batch: dict[str, torch.Tensor]) -> list[tuple[list[int], list[int]]]:
-    """The rows of a shared-prefix micro-batch, each with the prefix put back."""
-    prefix = batch[SHARED_PREFIX]["prefix_slots"].shape[1]
-    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
-    cumulative = batch["cu_seq_lens_q"].tolist()
-    rows = [(ids[: cumulative[1]], labels[: cumulative[1]])]
-    for start, end in itertools.pairwise(cumulative[1:]):
-        rows.append((ids[:prefix] + ids[start:end], labels[:prefix] + labels[start:end]))
-    return rows
-
-
 M = IGNORE_INDEX
 SYSTEM = [5, 6, 7]
 
@@ -111,7 +99,7 @@ def test_rows_sharing_an_unscored_start_keep_every_token_and_label_with_the_star
     assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 3, 4, 3, 4]  # still from each row's start
     assert batch["cu_seq_lens_q"].tolist() == [0, 6, 8, 10] and batch["max_length_q"] == 6
     assert batch["cu_seq_lens_k"].tolist() == [0, 6, 11, 16] and batch["max_length_k"] == 6
-    assert unshared(batch) == rows
+    assert list(zip(rows_with_prefix(batch), rows_with_prefix(batch, "labels"), strict=True)) == rows
     # The scored labels, hence the step's normalising token count, are the rows' own.
     assert (batch["labels"] != M).sum() == sum(label != M for _, labels in rows for label in labels)
 

@@ -93,17 +93,15 @@ def shared_prefix_layout(batch: dict[str, Any], boundaries: dict[str, Any]) -> d
     prefix = shared_prefix_length(batch, cumulative)
     if prefix == 0:
         return {**batch, **boundaries}
-    tokens, rows = int(cumulative[-1]), len(cumulative) - 1
-    copies = (cumulative[1:-1, None].long() + torch.arange(prefix)).reshape(-1)
+    tokens = int(cumulative[-1])
+    prefix_slots = cumulative[:-1, None].long() + torch.arange(prefix)  # each row's copy of the prefix
+    copies = prefix_slots[1:].reshape(-1)  # the ones not computed
     kept = torch.ones(tokens, dtype=torch.bool)
     kept[copies] = False
     kept_positions = kept.nonzero().reshape(-1)
     key_index = torch.empty(tokens, dtype=torch.long)
     key_index[kept_positions] = torch.arange(len(kept_positions))
-    key_index[copies] = torch.arange(prefix).repeat(rows - 1)
-    prefix_slots = cumulative[:-1, None].long() + torch.arange(prefix)
-    in_prefix = torch.zeros(tokens, dtype=torch.bool)
-    in_prefix[prefix_slots.reshape(-1)] = True
+    key_index[copies] = torch.arange(prefix).repeat(len(prefix_slots) - 1)
     lengths = cumulative.diff()
     query_lengths = torch.cat([lengths[:1], lengths[1:] - prefix])
     shortened = {
@@ -121,7 +119,7 @@ def shared_prefix_layout(batch: dict[str, Any], boundaries: dict[str, Any]) -> d
         SHARED_PREFIX: {
             "key_index": key_index,
             "prefix_slots": prefix_slots,
-            "suffix_slots": (~in_prefix).nonzero().reshape(-1),
+            "suffix_slots": (key_index >= prefix).nonzero().reshape(-1),  # the rows' own keys, in order
         },
     }
 
