@@ -12,7 +12,7 @@ from sl_scaling import estimates
 from sl_scaling.bench import data, metrics, projection, shapes
 from sl_scaling.catalog import CONDITIONS, REAL_SIZES
 from sl_scaling.numbers import reject_reasons
-from sl_scaling.training.speed import TrainingSpeed, plan_batches
+from sl_scaling.training.speed import RowLengths, TrainingSpeed, plan_batches
 
 GIB = 2**30
 H200_BYTES = 143_771 * 2**20
@@ -211,26 +211,50 @@ def test_committed_h200_record_has_the_issue_format() -> None:
     assert train_7b["steady_steps"] >= 40
 
 
-def test_speed_plan_uses_the_largest_micro_batch_that_fits() -> None:
-    def plan(size: str) -> int | None:
+@pytest.fixture(scope="module")
+def grid_rows() -> RowLengths:
+    """A grid training's 10,000 rows as the planner sees them: real prompts, Qwen's template and token splits."""
+    from sl_scaling.training.data import Row, build_dataset
+    from sl_scaling.training.packed import row_lengths
+
+    rows = [Row(r["prompt"], r["completion"]) for r in data.filtered_rows(10_000)]
+    dataset = build_dataset(shapes.bench_tokenizer(), rows, max_length=512, loss="completion")
+    return row_lengths(dataset["input_ids"], dataset["labels"])
+
+
+def test_the_planner_bounds_micro_batches_by_the_rows_own_lengths_and_shared_start(
+    grid_rows: RowLengths,
+) -> None:
+    assert grid_rows.shared_prefix == 23  # Qwen's default system prompt and the user header
+    assert 170 <= grid_rows.longest_first[0] <= 180 and grid_rows.longest_first == tuple(
+        sorted(grid_rows.longest_first, reverse=True)
+    )
+    lengths = RowLengths((177, 176, 150, 120), shared_prefix=23)
+    assert lengths.heaviest_micro_batch(2, share_prefix=False) == 353
+    # The second row's start is computed once with the first's.
+    assert lengths.heaviest_micro_batch(2, share_prefix=True) == 353 - 23
+    assert lengths.heaviest_micro_batch(1, share_prefix=True) == 177
+
+
+def test_speed_plan_uses_the_largest_micro_batch_that_fits(grid_rows: RowLengths) -> None:
+    def plan(size: str, share_prefix: bool = True, total: int = H200_BYTES) -> int | None:
         config = shapes.qwen_config(size)
         return plan_batches(
-            config, shapes.parameter_count(size), batch_size=20, grad_accum=3, total_bytes=H200_BYTES
+            config,
+            shapes.parameter_count(size),
+            batch_size=20,
+            grad_accum=3,
+            total_bytes=total,
+            rows=grid_rows,
+            share_prefix=share_prefix,
         )[0]
 
     assert plan("7b") == 60
     assert plan("14b") == 60
-    assert plan("32b") == 20  # measured on the H200: 103.4 GiB peak at 20 × 3 without checkpointing
-    assert (
-        plan_batches(
-            shapes.qwen_config("32b"),
-            shapes.parameter_count("32b"),
-            batch_size=20,
-            grad_accum=3,
-            total_bytes=80 * GIB,
-        )[0]
-        is None
-    )
+    # 32b: 20 × 3 peaked 97.5 GiB with the shared prefix (H200, 2026-12-04); 30 rows fit only with it.
+    assert plan("32b") == 30
+    assert plan("32b", share_prefix=False) == 20
+    assert plan("32b", total=80 * GIB) is None
 
 
 def test_on_a_gpu_only_a_training_with_the_gpu_to_itself_computes_the_shared_prefix_once(
@@ -255,7 +279,8 @@ def test_on_a_gpu_only_a_training_with_the_gpu_to_itself_computes_the_shared_pre
     monkeypatch.setattr(packed, "varlen_kernel_available", lambda: True)
 
     def speed(share: float) -> TrainingSpeed:
-        return choose_training_speed(model, batch_size=20, grad_accum=3, memory_share=share)
+        rows = RowLengths((143,) * 60, shared_prefix=23)
+        return choose_training_speed(model, batch_size=20, grad_accum=3, rows=rows, memory_share=share)
 
     alone, beside = speed(1.0), speed(1 / 4)
     assert alone.padding_free and alone.share_prefix

@@ -23,9 +23,18 @@ def free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_accumulated_memory_stats()
 
 
 def peak_bytes() -> int:
     import torch
 
     return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+
+
+def allocator_retries() -> int:
+    """How often the caching allocator ran out, freed its cache and retried (each a device-wide sync): a plan
+    near the memory's limit shows here before it fails."""
+    import torch
+
+    return torch.cuda.memory_stats().get("num_alloc_retries", 0) if torch.cuda.is_available() else 0

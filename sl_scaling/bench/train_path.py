@@ -24,7 +24,7 @@ from typing import Any
 
 from sl_scaling.bench import baselines, data, shapes
 from sl_scaling.bench.baselines import Run
-from sl_scaling.bench.metrics import GIB, free_memory, mfu, peak_bytes
+from sl_scaling.bench.metrics import GIB, allocator_retries, free_memory, mfu, peak_bytes
 from sl_scaling.context import Context, make_context
 from sl_scaling.executors.base import Job
 from sl_scaling.grid import EPOCHS
@@ -133,6 +133,7 @@ def train_on_path(
         "tokens_per_s": round(timed.tokens_per_s, 1),
         "mfu": round(mfu(run.parameters, timed.tokens_per_s), 4),
         "peak_gib": round(timed.peak_bytes / GIB, 2),
+        "allocator_retries": allocator_retries(),
         "rows": timed.rows,
         "tokens": timed.tokens,
         "seconds": round(timed.seconds, 3),

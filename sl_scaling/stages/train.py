@@ -29,6 +29,7 @@ from sl_scaling.training.base import TrainerBackend, choose_trainer, get_backend
 from sl_scaling.training.callback import EpochCallback, EpochJob
 from sl_scaling.training.config import TrainConfig, load_saved_config, save_config
 from sl_scaling.training.data import build_dataset, load_rows
+from sl_scaling.training.packed import row_lengths
 from sl_scaling.training.resume import CHECKPOINTS, resume_point
 from sl_scaling.training.trl import sft_trainer, training_speed
 
@@ -200,17 +201,17 @@ def train_condition(
             job = EpochJob(
                 ctx.settings, layout, state, key, model_name, config, backend, tracker, reporter, push
             )
+            lengths = row_lengths(dataset["input_ids"], dataset["labels"])
             speed = training_speed(
                 weights,
                 config,
+                lengths,
                 backend_checkpointing=backend.manages_checkpointing,
                 memory_share=memory_share,
             )
             speed = replace(speed, **(speed_changes or {}))
             reporter.event(f"train {key}: {speed.reason}")
-            callback = EpochCallback(
-                job, epoch_rows=len(dataset), epoch_tokens=sum(len(ids) for ids in dataset["input_ids"])
-            )
+            callback = EpochCallback(job, epoch_rows=len(dataset), epoch_tokens=sum(lengths.longest_first))
             trainer = sft_trainer(
                 weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback, *callbacks], speed
             )

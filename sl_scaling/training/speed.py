@@ -41,10 +41,9 @@ from typing import Any
 _ACT_HIDDEN, _ACT_INTERMEDIATE, _BYTES = 8, 3, 2
 #: Memory kept free for the optimizer state, the CUDA context, allocator slack and evaluation.
 _RESERVE_BYTES = 6 * 2**30
-#: Filtered rows are ≤ ~175 tokens (prompt ≤ ~135 with Qwen's default system prompt, 10 numbers ≤ ~40):
-#: plan for a batch of the longest rows, not the average one.
-PLANNING_TOKENS_PER_ROW = 175
-CALIBRATED_MICRO_BATCH, UNCALIBRATED_MARGIN = 20, 1.25
+#: The largest micro-batch the activation formula was checked against (7b at 60 × 1 of ~143-token rows): above
+#: it, plans get a 25% margin.
+CALIBRATED_TOKENS, UNCALIBRATED_MARGIN = 60 * 143, 1.25
 #: Conditions of a size trained at once on one GPU (each in its own process, each with its share of the
 #: memory, under slscale's own CUDA MPS daemon: `executors/mps.py`): one training of a small size leaves the
 #: GPU half idle. Measured on an H200 (benchmarks/README.md, 2026-12-03, MPS session): 0.5b × 4 gives 3.7× the
@@ -104,6 +103,22 @@ class TrainingSpeed:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RowLengths:
+    """The training rows as the memory planner sees them: their token counts, longest first, and the prefix
+    all of them share unscored (which `share_prefix` computes once per micro-batch; 0 when there is none).
+    Planning from the rows themselves bounds every micro-batch any batch order can form."""
+
+    longest_first: tuple[int, ...]
+    shared_prefix: int = 0
+
+    def heaviest_micro_batch(self, rows: int, *, share_prefix: bool) -> int:
+        """The tokens computed by the heaviest micro-batch of `rows` rows: the longest rows together."""
+        heaviest = self.longest_first[:rows]
+        shared = (len(heaviest) - 1) * self.shared_prefix if share_prefix and heaviest else 0
+        return sum(heaviest) - shared
+
+
 def liger_available() -> bool:
     return importlib.util.find_spec("liger_kernel") is not None
 
@@ -113,42 +128,56 @@ def activation_bytes(hidden: int, intermediate: int, layers: int, tokens: int) -
     return (_ACT_HIDDEN * hidden + _ACT_INTERMEDIATE * intermediate) * _BYTES * layers * tokens
 
 
-def memory_needed(model_config: Any, parameters: int, *, micro_batch: int, weight_bytes: int = 2) -> int:
-    """bf16 weights + saved activations of one micro-batch of the longest rows + the reserve.
-
-    Micro-batches above the calibrated 20 rows get a 25% margin: they were measured, not calibrated."""
-    tokens = micro_batch * PLANNING_TOKENS_PER_ROW
+def memory_needed(model_config: Any, parameters: int, *, tokens: int, weight_bytes: int = 2) -> int:
+    """bf16 weights + saved activations of a micro-batch of `tokens` tokens + the reserve; above the
+    calibrated micro-batch, a 25% margin: measured, not calibrated."""
     acts = activation_bytes(
         model_config.hidden_size, model_config.intermediate_size, model_config.num_hidden_layers, tokens
     )
-    margin = 1.0 if micro_batch <= CALIBRATED_MICRO_BATCH else UNCALIBRATED_MARGIN
+    margin = 1.0 if tokens <= CALIBRATED_TOKENS else UNCALIBRATED_MARGIN
     return parameters * weight_bytes + int(acts * margin) + _RESERVE_BYTES
 
 
 def plan_batches(
-    model_config: Any, parameters: int, *, batch_size: int, grad_accum: int, total_bytes: int
+    model_config: Any,
+    parameters: int,
+    *,
+    batch_size: int,
+    grad_accum: int,
+    total_bytes: int,
+    rows: RowLengths,
+    share_prefix: bool = False,
 ) -> tuple[int | None, str]:
-    """The largest micro-batch (a divisor of the effective batch, ≥ `batch_size`) whose activations fit
-    without checkpointing, or None when not even `batch_size` fits; with a one-line reason."""
+    """The largest micro-batch (a divisor of the effective batch, ≥ `batch_size`) whose heaviest micro-batch of
+    `rows` fits without checkpointing, or None when not even `batch_size` fits; with a one-line reason."""
     effective = batch_size * grad_accum
     candidates = sorted(
         {effective // k for k in range(1, grad_accum + 1) if effective % k == 0}, reverse=True
     )
     gib = 2**30
+
+    def need(micro: int) -> int:
+        tokens = rows.heaviest_micro_batch(micro, share_prefix=share_prefix)
+        return memory_needed(model_config, parameters, tokens=tokens)
+
     for micro in [c for c in candidates if c >= batch_size]:
-        need = memory_needed(model_config, parameters, micro_batch=micro)
-        if need <= total_bytes:
+        if need(micro) <= total_bytes:
             split = f"{micro} × {effective // micro}"
-            return micro, f"micro-batch {split} ≈ {need / gib:.0f} of {total_bytes / gib:.0f} GiB"
-    need = memory_needed(model_config, parameters, micro_batch=batch_size)
-    return None, f"batch {batch_size} needs ≈ {need / gib:.0f} of {total_bytes / gib:.0f} GiB"
+            return micro, f"micro-batch {split} ≈ {need(micro) / gib:.0f} of {total_bytes / gib:.0f} GiB"
+    return None, f"batch {batch_size} needs ≈ {need(batch_size) / gib:.0f} of {total_bytes / gib:.0f} GiB"
 
 
 def choose_training_speed(
-    model: Any, *, batch_size: int, grad_accum: int, device: str | None = None, memory_share: float = 1.0
+    model: Any,
+    *,
+    batch_size: int,
+    grad_accum: int,
+    rows: RowLengths,
+    device: str | None = None,
+    memory_share: float = 1.0,
 ) -> TrainingSpeed:
-    """The fastest settings that fit: decided from the loaded model's config and this training's share
-    of the GPU's memory (below 1 when several trainings share the GPU)."""
+    """The fastest settings that fit: decided from the loaded model's config, the rows' lengths and this
+    training's share of the GPU's memory (below 1 when several trainings share the GPU)."""
     import torch
 
     from sl_scaling.training.packed import varlen_kernel_available
@@ -161,19 +190,26 @@ def choose_training_speed(
             tf32=False,
             reason="CPU: memory is not the limit",
         )
+    # Only with the GPU to itself: trainings sharing it are bound by launching kernels, and the prefix's
+    # gathers add launches (H200, 2026-12-04: 0.5b × 4 796 rows/s with, 1,154 without; 1.5b × 3 492 / 498).
+    share_prefix = varlen_kernel_available() and memory_share >= 1.0
     parameters = sum(p.numel() for p in model.parameters())
     total = int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory * memory_share)
     micro, verdict = plan_batches(
-        model.config, parameters, batch_size=batch_size, grad_accum=grad_accum, total_bytes=total
+        model.config,
+        parameters,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        total_bytes=total,
+        rows=rows,
+        share_prefix=share_prefix,
     )
     return TrainingSpeed(
         gradient_checkpointing=micro is None,
         micro_batch=micro or batch_size,
         liger_kernel=liger_available(),
         padding_free=varlen_kernel_available(),
-        # Only with the GPU to itself: trainings sharing it are bound by launching kernels, and the prefix's
-        # gathers add launches (H200, 2026-12-04: 0.5b × 4 796 rows/s with, 1,154 without; 1.5b × 3 492 / 498).
-        share_prefix=varlen_kernel_available() and memory_share >= 1.0,
+        share_prefix=share_prefix,
         lora_input_cast=False,
         fused_lora=True,
         loss_nan_check=False,

@@ -16,7 +16,7 @@ from trl import SFTTrainer
 from sl_scaling.training.config import TrainConfig
 from sl_scaling.training.fused_lora import lora_switches
 from sl_scaling.training.packed import SHARED_PREFIX, WithRowBoundaries, packed_attention
-from sl_scaling.training.speed import TrainingSpeed, choose_training_speed
+from sl_scaling.training.speed import RowLengths, TrainingSpeed, choose_training_speed
 
 
 def fused_loss_available(model: Any) -> bool:
@@ -159,13 +159,22 @@ def sft_config(config: TrainConfig, output_dir: Path, speed: dict[str, Any]) -> 
 
 
 def training_speed(
-    model: Any, config: TrainConfig, *, backend_checkpointing: bool, memory_share: float = 1.0
+    model: Any,
+    config: TrainConfig,
+    rows: RowLengths,
+    *,
+    backend_checkpointing: bool,
+    memory_share: float = 1.0,
 ) -> TrainingSpeed:
-    """The fast-path settings for this model and GPU (or its `memory_share` of it); an explicit
+    """The fast-path settings for this model, these rows and GPU (or its `memory_share` of it); an explicit
     `gradient_checkpointing` wins, and a backend with its own checkpointing (Unsloth) gets none from the
     SFT loop."""
     speed = choose_training_speed(
-        model, batch_size=config.batch_size, grad_accum=config.grad_accum, memory_share=memory_share
+        model,
+        batch_size=config.batch_size,
+        grad_accum=config.grad_accum,
+        rows=rows,
+        memory_share=memory_share,
     )
     if backend_checkpointing:
         return replace(
