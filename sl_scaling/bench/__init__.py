@@ -25,6 +25,7 @@ TRAIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no-shared-prefix": ({}, {"share_prefix": False}),
     "peft-lora": ({}, {"fused_lora": False}),
     "loss-nan-check": ({}, {"loss_nan_check": True}),
+    "fixed-segments": ({}, {"expandable_segments": False}),
     "length-grouped": ({"group_by_length": True}, {}),
     FINAL_EVALUATION_VARIANT: ({"final_samples": FINAL_EVAL_SAMPLES}, {}),
 }

@@ -31,6 +31,7 @@ from sl_scaling.training.config import TrainConfig, load_saved_config, save_conf
 from sl_scaling.training.data import build_dataset, load_rows
 from sl_scaling.training.packed import row_lengths
 from sl_scaling.training.resume import CHECKPOINTS, resume_point
+from sl_scaling.training.speed import expandable_segments
 from sl_scaling.training.trl import sft_trainer, training_speed
 
 DISK_SLACK_BYTES = 256 * 2**20
@@ -215,7 +216,7 @@ def train_condition(
             trainer = sft_trainer(
                 weights, tokenizer, dataset, config, finetune_dir / CHECKPOINTS, [callback, *callbacks], speed
             )
-            with intra_op_threads(cpu_threads_for(weights)):
+            with intra_op_threads(cpu_threads_for(weights)), expandable_segments(speed.expandable_segments):
                 trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
             write_model_info(layout, state, key, ctx.settings.hub_endpoint)  # even after a crash mid-write
             recorded = {e.epoch for e in state.epochs(key)}
