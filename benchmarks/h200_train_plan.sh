@@ -7,7 +7,9 @@
 #   b — 32b on the default path again, with PyTorch's expandable allocator segments (no fragmentation retries),
 #       set by the environment (before the training's own switch existed);
 #   c — 32b on the default path (expandable segments switched on by the training itself) against the variant
-#       fixed-segments, then TRL's defaults.
+#       fixed-segments, then TRL's defaults;
+#   d — 7b and 14b on the default path (their plans unchanged; expandable segments now on for them too);
+#   e — 7b on the default path against the variant fixed-segments, then TRL's defaults.
 source benchmarks/device-env.sh wheels-core wheels-fast
 bench() { local name=$1 limit=$2; shift 2
   timeout "$limit" slscale bench --random-weights --phase train --no-unsloth --json "$OUT/$name.json" "$@" \
@@ -19,4 +21,9 @@ case "$1" in
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True bench train-32b-expandable 330 --size 32b --fit-only 32b ;;
   c)
     bench train-32b 450 --size 32b --train-variant fixed-segments ;;
+  d)
+    bench train-7b 200 --size 7b --fit-only 7b
+    bench train-14b 260 --size 14b --fit-only 14b ;;
+  e)
+    bench train-7b-ab 300 --size 7b --train-variant fixed-segments ;;
 esac

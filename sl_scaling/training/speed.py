@@ -138,11 +138,11 @@ def expandable_segments(on: bool) -> Iterator[None]:
     if not on or "PYTORCH_CUDA_ALLOC_CONF" in os.environ:
         yield
         return
-    torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+    torch._C._accelerator_setAllocatorSettings("expandable_segments:True")
     try:
         yield
     finally:
-        torch.cuda.memory._set_allocator_settings("expandable_segments:False")
+        torch._C._accelerator_setAllocatorSettings("expandable_segments:False")
 
 
 def liger_available() -> bool:

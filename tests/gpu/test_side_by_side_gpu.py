@@ -30,13 +30,14 @@ def small_qwen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_qwen: Cal
 def test_a_condition_trained_beside_others_matches_it_trained_alone_on_the_gpu(
     tmp_path: Path, small_qwen: Path
 ) -> None:
-    """Alone in this process, then three at once, each in its own process under slscale's own CUDA MPS
-    daemon, which starts although this process already holds a CUDA context of its own (as `slscale run`'s
-    does after generation)."""
+    """Alone, then three at once, each in its own process with a third of the GPU (so with the same speed
+    settings: a training with the whole GPU also computes the rows' shared prefix once, which rounds its sums
+    differently) under slscale's own CUDA MPS daemon, which starts although this process already holds a CUDA
+    context of its own (as `slscale run`'s does after generation)."""
     if mps_running() or shutil.which(CONTROL) is None:
         pytest.skip("needs nvidia-cuda-mps-control and no MPS daemon running")
-    alone = train(tmp_path / "alone", ("dolphin",), gpus=1)["dolphin"]
-    assert torch.cuda.is_initialized()
+    torch.ones(1, device="cuda")
+    alone = train(tmp_path / "alone", ("dolphin",), gpus=1 / 3)["dolphin"]
     three = train(tmp_path / "beside", ("dolphin", "eagle", "wolf"), gpus=1 / 3)
     log = (make_context(tmp_path / "beside").layout.logs_dir / "mps" / "control.log").read_text()
     print(log)  # the daemon's own account: its server and its clients
