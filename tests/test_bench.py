@@ -283,8 +283,32 @@ def test_on_a_gpu_only_a_training_with_the_gpu_to_itself_computes_the_shared_pre
         return choose_training_speed(model, batch_size=20, grad_accum=3, rows=rows, memory_share=share)
 
     alone, beside = speed(1.0), speed(1 / 4)
-    assert alone.padding_free and alone.share_prefix
-    assert beside.padding_free and not beside.share_prefix
+    assert alone.padding_free and alone.share_prefix and alone.expandable_segments
+    assert beside.padding_free and not beside.share_prefix and not beside.expandable_segments
+
+
+def test_expandable_segments_cover_the_block_only_and_a_users_allocator_setting_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sl_scaling.training.speed import expandable_segments
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch._C, "_accelerator_setAllocatorSettings", calls.append)
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    with pytest.raises(KeyboardInterrupt), expandable_segments(True):
+        assert calls == ["expandable_segments:True"]
+        raise KeyboardInterrupt
+    assert calls == [
+        "expandable_segments:True",
+        "expandable_segments:False",
+    ]  # off again, even when interrupted
+    calls.clear()
+    with expandable_segments(False):
+        pass
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:512")
+    with expandable_segments(True):
+        pass
+    assert calls == []
 
 
 def test_speed_kwargs_keep_the_effective_batch() -> None:

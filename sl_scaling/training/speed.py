@@ -2,7 +2,7 @@
 
 Why each default (benchmarks/README.md has the figures behind them):
 - gradient checkpointing off where the activations fit: it recomputes the forward pass (≈ +50% FLOPs);
-  a frozen-base LoRA keeps few activations, so an H200 fits them up to 32b at batch 20 × ~160 tokens;
+  a frozen-base LoRA keeps few activations, so an H200 fits them up to 32b at 30 rows of ≤ ~180 tokens;
 - random batches, as the reference (EXPERIMENT.md): length-grouped ones waste ~10% less padding but
   change which rows form a step, hence the loss weights, so length grouping is not a speed knob at all
   (`TrainConfig.group_by_length`, the experiment's opt-in, off; the bench only measures it);
