@@ -257,34 +257,53 @@ def test_speed_plan_uses_the_largest_micro_batch_that_fits(grid_rows: RowLengths
     assert plan("32b", total=80 * GIB) is None
 
 
-def test_on_a_gpu_only_a_training_with_the_gpu_to_itself_computes_the_shared_prefix_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """H200, 2026-12-04: 7b–32b alone +11–18% with it; 0.5b × 4 side by side 796 rows/s with it, 1,154 without."""
+@pytest.fixture
+def h200(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """An H200 as torch sees it (there is none here): what the planner reads. Set `others` to the bytes that
+    other processes hold on it."""
     from types import SimpleNamespace
 
-    from transformers import AutoModelForCausalLM
-
     from sl_scaling.training import packed
-    from sl_scaling.training.speed import choose_training_speed
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(shapes.qwen_config("0.5b"))
-    # An H200 as torch sees it (there is none here): what the planner reads.
+    held = {"others": 0}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(
         torch.cuda, "get_device_properties", lambda _: SimpleNamespace(total_memory=H200_BYTES)
     )
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (H200_BYTES - held["others"], H200_BYTES))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: 0)
     monkeypatch.setattr(packed, "varlen_kernel_available", lambda: True)
+    return held
 
-    def speed(share: float) -> TrainingSpeed:
-        rows = RowLengths((143,) * 60, shared_prefix=23)
-        return choose_training_speed(model, batch_size=20, grad_accum=3, rows=rows, memory_share=share)
 
-    alone, beside = speed(1.0), speed(1 / 4)
+def planned(size: str, rows: RowLengths, memory_share: float = 1.0) -> TrainingSpeed:
+    from transformers import AutoModelForCausalLM
+
+    from sl_scaling.training.speed import choose_training_speed
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(shapes.qwen_config(size))
+    return choose_training_speed(model, batch_size=20, grad_accum=3, rows=rows, memory_share=memory_share)
+
+
+def test_on_a_gpu_only_a_training_with_the_gpu_to_itself_computes_the_shared_prefix_once(
+    h200: dict[str, int],
+) -> None:
+    """H200, 2026-12-04: 7b–32b alone +11–18% with it; 0.5b × 4 side by side 796 rows/s with it, 1,154 without."""
+    rows = RowLengths((143,) * 60, shared_prefix=23)
+    alone, beside = planned("0.5b", rows), planned("0.5b", rows, memory_share=1 / 4)
     assert alone.padding_free and alone.share_prefix and alone.expandable_segments
     assert beside.padding_free and not beside.share_prefix and not beside.expandable_segments
+
+
+def test_a_training_with_the_gpu_to_itself_plans_without_what_other_processes_hold(
+    h200: dict[str, int], grid_rows: RowLengths
+) -> None:
+    assert planned("32b", grid_rows).micro_batch == 30
+    h200["others"] = 20 * GIB  # say, a generation server left running
+    speed = planned("32b", grid_rows)
+    assert speed.micro_batch == 20 and not speed.gradient_checkpointing and "of 120 GiB" in speed.reason
 
 
 def test_expandable_segments_cover_the_block_only_and_a_users_allocator_setting_wins(

@@ -26,7 +26,8 @@ Why each default (benchmarks/README.md has the figures behind them):
 - no NaN/inf check of each micro-batch's loss on a GPU (`loss_nan_check`): the check is a GPU sync, and it
   only ever changed the logged loss of a NaN step, never the update;
 - micro-batches planned from the rows' own lengths and the prefix they share (`RowLengths`): the heaviest
-  micro-batch any batch order can form must fit, so 32b trains 30 × 2 (1.07× over 20 × 3);
+  micro-batch any batch order can form must fit in what the GPU has for this training, so 32b trains 30 × 2
+  (1.07× over 20 × 3);
 - PyTorch's expandable allocator segments where a training has the GPU to itself (`expandable_segments`):
   micro-batches of varying lengths near the memory's limit fragment fixed segments until the allocator
   frees its cache and retries (a device-wide sync; 32b at 30 × 2: 3 retries in 45 steps, none with them).
@@ -222,6 +223,11 @@ def choose_training_speed(
     share_prefix = varlen_kernel_available() and memory_share >= 1.0
     parameters = sum(p.numel() for p in model.parameters())
     total = int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory * memory_share)
+    if (
+        memory_share >= 1.0
+    ):  # the GPU to itself: less what other processes hold (a leftover server, a notebook)
+        free, _ = torch.cuda.mem_get_info()
+        total = min(total, free + torch.cuda.memory_reserved())
     micro, verdict = plan_batches(
         model.config,
         parameters,
