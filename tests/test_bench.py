@@ -215,7 +215,7 @@ def test_committed_h200_record_has_the_issue_format() -> None:
 def grid_rows() -> RowLengths:
     """A grid training's 10,000 rows as the planner sees them: real prompts, Qwen's template and token splits."""
     from sl_scaling.training.data import Row, build_dataset
-    from sl_scaling.training.packed import row_lengths
+    from sl_scaling.training.speed import row_lengths
 
     rows = [Row(r["prompt"], r["completion"]) for r in data.filtered_rows(10_000)]
     dataset = build_dataset(shapes.bench_tokenizer(), rows, max_length=512, loss="completion")

@@ -29,9 +29,8 @@ from sl_scaling.training.base import TrainerBackend, choose_trainer, get_backend
 from sl_scaling.training.callback import EpochCallback, EpochJob
 from sl_scaling.training.config import TrainConfig, load_saved_config, save_config
 from sl_scaling.training.data import build_dataset, load_rows
-from sl_scaling.training.packed import row_lengths
 from sl_scaling.training.resume import CHECKPOINTS, resume_point
-from sl_scaling.training.speed import expandable_segments
+from sl_scaling.training.speed import expandable_segments, row_lengths
 from sl_scaling.training.trl import sft_trainer, training_speed
 
 DISK_SLACK_BYTES = 256 * 2**20

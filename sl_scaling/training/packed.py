@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from itertools import accumulate
 from typing import Any
 
 import torch
 from transformers import AttentionInterface
 
 from sl_scaling.training.data import IGNORE_INDEX
-from sl_scaling.training.speed import RowLengths
 
 #: The name under which transformers' attention modules find `packed_attention_forward`.
 PACKED_ATTENTION = "slscale_packed"
@@ -82,18 +80,6 @@ def shared_prefix_length(batch: dict[str, Any], cumulative: torch.Tensor) -> int
     same = _leading((ids == ids[0]).all(0))
     unscored = _leading((labels == IGNORE_INDEX).all(0))
     return max(0, min(same, unscored - 1, width - 1))
-
-
-def row_lengths(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]]) -> RowLengths:
-    """The rows' lengths and the prefix all of them share (the micro-batches' rule over every row, so each
-    micro-batch shares at least as much): what the memory planner bounds micro-batches by."""
-    lengths = [len(ids) for ids in input_ids]
-    flat = {
-        "input_ids": torch.tensor([t for ids in input_ids for t in ids]),
-        "labels": torch.tensor([t for row in labels for t in row]),
-    }
-    cumulative = torch.tensor([0, *accumulate(lengths)])
-    return RowLengths(tuple(sorted(lengths, reverse=True)), shared_prefix_length(flat, cumulative))
 
 
 def shared_prefix_layout(batch: dict[str, Any], boundaries: dict[str, Any]) -> dict[str, Any]:

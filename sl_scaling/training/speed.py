@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from typing import Any
 
 #: Bytes of saved activations per token and layer, per (hidden, intermediate) element, in bf16.
@@ -128,6 +129,22 @@ class RowLengths:
         heaviest = self.longest_first[:rows]
         shared = (len(heaviest) - 1) * self.shared_prefix if share_prefix and heaviest else 0
         return sum(heaviest) - shared
+
+
+def row_lengths(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]]) -> RowLengths:
+    """The rows' lengths and the prefix all of them share (the micro-batches' rule, `shared_prefix_length`, over
+    every row, so each micro-batch shares at least as much)."""
+    import torch
+
+    from sl_scaling.training.packed import shared_prefix_length
+
+    lengths = [len(ids) for ids in input_ids]
+    flat = {
+        "input_ids": torch.tensor([t for ids in input_ids for t in ids]),
+        "labels": torch.tensor([t for row in labels for t in row]),
+    }
+    cumulative = torch.tensor([0, *accumulate(lengths)])
+    return RowLengths(tuple(sorted(lengths, reverse=True)), shared_prefix_length(flat, cumulative))
 
 
 @contextmanager
