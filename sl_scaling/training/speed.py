@@ -150,17 +150,19 @@ def row_lengths(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[in
 @contextmanager
 def expandable_segments(on: bool) -> Iterator[None]:
     """New allocations in the block go to segments that grow in place instead of fixed blocks that fragment
-    (the weights, loaded before, stay where they are); a `PYTORCH_CUDA_ALLOC_CONF` of the user's wins."""
+    (the weights, loaded before, stay where they are); the allocator's setting before it comes back after it,
+    and a `PYTORCH_CUDA_ALLOC_CONF` of the user's wins."""
     import torch
 
     if not on or "PYTORCH_CUDA_ALLOC_CONF" in os.environ:
         yield
         return
+    before = "expandable_segments:True" in torch._C._accelerator_getAllocatorSettings()
     torch._C._accelerator_setAllocatorSettings("expandable_segments:True")
     try:
         yield
     finally:
-        torch._C._accelerator_setAllocatorSettings("expandable_segments:False")
+        torch._C._accelerator_setAllocatorSettings(f"expandable_segments:{before}")
 
 
 def liger_available() -> bool:
@@ -234,15 +236,15 @@ def choose_training_speed(
             tf32=False,
             reason="CPU: memory is not the limit",
         )
-    # Only with the GPU to itself: trainings sharing it are bound by launching kernels, and the prefix's
-    # gathers add launches (H200, 2026-12-04: 0.5b × 4 796 rows/s with, 1,154 without; 1.5b × 3 492 / 498).
-    # Expandable segments likewise: only plans near the whole GPU's limit need them, and they were measured there.
-    share_prefix = varlen_kernel_available() and memory_share >= 1.0
+    # With the GPU to itself (`alone`), a training plans within what other processes leave free (a server left
+    # running, a notebook), computes the shared prefix once and allocates in expandable segments. Not when
+    # trainings share it: they are bound by launching kernels, and the prefix's gathers add launches (H200,
+    # 2026-12-04: 0.5b × 4 796 rows/s with, 1,154 without; 1.5b × 3 492 / 498); their plans stay far from the limit.
+    alone, varlen = memory_share >= 1.0, varlen_kernel_available()
+    share_prefix = varlen and alone
     parameters = sum(p.numel() for p in model.parameters())
     total = int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory * memory_share)
-    if (
-        memory_share >= 1.0
-    ):  # the GPU to itself: less what other processes hold (a leftover server, a notebook)
+    if alone:
         free, _ = torch.cuda.mem_get_info()
         total = min(total, free + torch.cuda.memory_reserved())
     micro, verdict = plan_batches(
@@ -258,11 +260,11 @@ def choose_training_speed(
         gradient_checkpointing=micro is None,
         micro_batch=micro or batch_size,
         liger_kernel=liger_available(),
-        padding_free=varlen_kernel_available(),
+        padding_free=varlen,
         share_prefix=share_prefix,
         lora_input_cast=False,
         fused_lora=True,
         loss_nan_check=False,
-        expandable_segments=memory_share >= 1.0,
+        expandable_segments=alone,
         reason=("checkpointing off, " if micro else "checkpointing on: ") + verdict,
     )
